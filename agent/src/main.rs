@@ -1,0 +1,265 @@
+//! glasswatch-agent: captures, encodes, stamps every access unit in-band and
+//! pushes it over RTSP, one supervised pipeline per configured stream.
+//!
+//! The main loop owns process concerns only: signals, systemd notification
+//! (`READY=1`, readable `STATUS=` lines, watchdog pings) and shutdown. Each
+//! stream runs in its own [`supervisor::Supervisor`] task.
+
+mod config;
+mod pipeline;
+mod probe;
+mod report;
+mod select;
+mod stamp;
+mod supervisor;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sd_notify::NotifyState;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::supervisor::{Phase, StreamState, Supervisor};
+
+/// The config file used when `--config` is not given, if it exists.
+const DEFAULT_CONFIG: &str = "/etc/glasswatch/agent.toml";
+
+/// Glasswatch agent: camera → H.264 → per-frame SEI stamp → RTSP.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Config file (TOML). Default: /etc/glasswatch/agent.toml when it exists,
+    /// else built-in defaults with the host name as device id.
+    #[arg(long, value_name = "PATH", global = true)]
+    config: Option<PathBuf>,
+    /// Validate the config and exit (non-zero with file, line and key on error).
+    #[arg(long)]
+    check_config: bool,
+    /// Print the documented default configuration and exit.
+    #[arg(long)]
+    print_default_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the configured streams (the default).
+    Run,
+    /// List V4L2 capture devices, the H.264 encoders GStreamer offers, and
+    /// for each configured stream the capture format and encoder the agent would choose and why.
+    Probe,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    if cli.print_default_config {
+        print!("{}", config::SAMPLE);
+        return ExitCode::SUCCESS;
+    }
+    let config = match load_config(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        println!(
+            "config OK: device {} with {} stream(s)",
+            config.device_id,
+            config.streams.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Probe => probe_cmd(&config),
+        Command::Run => run(config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// The config from `path`, the default file, or built-in defaults.
+fn load_config(path: Option<&Path>) -> Result<Config, config::ConfigError> {
+    match path {
+        Some(p) => Config::load(p),
+        None if Path::new(DEFAULT_CONFIG).exists() => Config::load(Path::new(DEFAULT_CONFIG)),
+        None => {
+            let host = hostname_id();
+            Config::parse(&format!("device_id = \"{host}\"\n"), Path::new("(built-in defaults)"))
+        }
+    }
+}
+
+/// The host name reduced to the id grammar, `device` when nothing is left.
+fn hostname_id() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let id: String = raw
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '-' })
+        .take(64)
+        .collect();
+    if id.is_empty() {
+        "device".into()
+    } else {
+        id
+    }
+}
+
+fn probe_cmd(config: &Config) -> anyhow::Result<()> {
+    gstreamer::init().context("initialising GStreamer")?;
+    print!("{}", probe::report(Some(config)));
+    Ok(())
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    gstreamer::init().context("initialising GStreamer")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run_async(config))
+}
+
+async fn run_async(config: Config) -> anyhow::Result<()> {
+    let avail = probe::encoder_availability();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (records_tx, records_rx) = report::channel(4096);
+    let reporter = tokio::spawn(report::run(records_rx, config.frame_log.clone()));
+
+    let mut states = Vec::new();
+    let mut tasks = Vec::new();
+    for stream in config.streams() {
+        let state = StreamState::new(stream.id.as_str());
+        states.push(state.clone());
+        let sup = Supervisor {
+            device_id: config.device_id.to_string(),
+            stream: stream.clone(),
+            retry: config.retry.clone(),
+            avail: avail.clone(),
+            records: report::sink(&records_tx, stream.id.as_str()),
+            state,
+        };
+        tasks.push(tokio::spawn(sup.run(shutdown_rx.clone())));
+    }
+    drop(records_tx);
+    tracing::info!(
+        device = %config.device_id,
+        streams = states.len(),
+        "glasswatch-agent {} started",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut tick = tokio::time::interval(
+        watchdog
+            .map(|d| (d / 2).min(Duration::from_secs(1)))
+            .unwrap_or(Duration::from_secs(1)),
+    );
+    let mut ready = false;
+    let mut last_status = String::new();
+    let mut last_sent: Vec<u64> = vec![0; states.len()];
+    let mut last_status_at = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            // SIGTERM (systemd stop) or Ctrl-C: leave the loop and shut down.
+            _ = sigterm.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            // Periodic: readiness, status line, watchdog.
+            _ = tick.tick() => {
+                if !ready && states.iter().all(|s| s.attempted.load(Ordering::Relaxed)) {
+                    ready = true;
+                    let _ = sd_notify::notify(&[NotifyState::Ready]);
+                }
+                let elapsed = last_status_at.elapsed().as_secs_f64();
+                if elapsed >= 2.0 {
+                    last_status_at = tokio::time::Instant::now();
+                    let status = status_line(&states, &mut last_sent, elapsed);
+                    if status != last_status {
+                        let _ = sd_notify::notify(&[NotifyState::Status(&status)]);
+                        last_status = status;
+                    }
+                }
+                if watchdog.is_some() && supervisors_alive(&states, watchdog.unwrap_or_default()) {
+                    let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+                }
+            }
+        }
+    }
+
+    tracing::info!("shutting down");
+    let _ = sd_notify::notify(&[NotifyState::Stopping]);
+    let _ = shutdown_tx.send(true);
+    let all = futures_util::future::join_all(tasks);
+    if tokio::time::timeout(Duration::from_millis(1800), all).await.is_err() {
+        tracing::warn!("some pipelines did not stop in time; exiting anyway");
+        return Ok(());
+    }
+    let _ = tokio::time::timeout(Duration::from_millis(150), reporter).await;
+    Ok(())
+}
+
+/// True when every supervisor turned its loop recently enough for the watchdog.
+fn supervisors_alive(states: &[Arc<StreamState>], watchdog: Duration) -> bool {
+    let now = u64::try_from(pipeline::wall_us()).unwrap_or(0);
+    let limit = u64::try_from(watchdog.as_micros()).unwrap_or(u64::MAX);
+    states
+        .iter()
+        .all(|s| now.saturating_sub(s.heartbeat_us.load(Ordering::Relaxed)) < limit)
+}
+
+/// One line per `systemctl status`: each stream's phase and send rate.
+fn status_line(states: &[Arc<StreamState>], last_sent: &mut [u64], elapsed_s: f64) -> String {
+    let parts: Vec<String> = states
+        .iter()
+        .zip(last_sent.iter_mut())
+        .map(|(s, last)| {
+            let sent = s.counters.sent.load(Ordering::Relaxed);
+            let fps = (sent.saturating_sub(*last)) as f64 / elapsed_s.max(0.001);
+            *last = sent;
+            match s.phase() {
+                Phase::Starting => format!("{}: starting", s.id),
+                Phase::WaitingForCamera(p) => format!("{}: waiting for camera {}", s.id, p.display()),
+                Phase::Publishing { encoder, url } => {
+                    format!("{}: publishing {fps:.1} fps ({encoder}) to {url}", s.id)
+                }
+                Phase::Retrying { reason, in_ms } => {
+                    let short: String = reason.chars().take(120).collect();
+                    format!("{}: retrying in {:.1} s after: {short}", s.id, in_ms as f64 / 1000.0)
+                }
+                Phase::Stopped => format!("{}: stopped", s.id),
+            }
+        })
+        .collect();
+    parts.join(" | ")
+}

@@ -1,0 +1,575 @@
+//! Building one stream's GStreamer pipeline in code, with named elements.
+//!
+//! ```text
+//!  videotestsrc ─┐                                            stamp probe        sent probe
+//!  (or v4l2src → capsfilter → [jpeg decoder])                      │                  │
+//!               └→ capsfilter → [textoverlay] → videoconvert → capsfilter(I420|NV12)
+//!                  → encoder → h264parse(config-interval=-1) → capsfilter(byte-stream, au)
+//!                  → queue(leaky) → rtspclientsink(TCP)
+//! ```
+//!
+//! Nothing from the user is pasted into a launch string: every element is
+//! made by factory name and configured through typed properties. The camera's
+//! own H.264 skips the overlay and the encoder. Two pad probes do the work
+//! the issue asks of the stamper: after `h264parse` (access-unit aligned
+//! byte-stream) each access unit gets its SEI stamp (see `stamp`), and at the
+//! RTSP sink's input the record is completed with `sent_us` and handed on.
+//! Capture time mapping is in [`CaptureClock`]; `docs/design/time.md` explains it.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer::prelude::*;
+
+use crate::config::{StreamConfig, Transport};
+use crate::report::{FrameRecord, RecordSink};
+use crate::select::{CaptureChoice, Decode, EncoderChoice, EncoderKind};
+use crate::stamp::Stamper;
+
+/// A pipeline could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("GStreamer element `{factory}` is missing: {hint}")]
+    MissingElement { factory: String, hint: &'static str },
+    #[error("cannot link {from} → {to}: {source}")]
+    Link {
+        from: String,
+        to: String,
+        #[source]
+        source: glib::BoolError,
+    },
+    #[error("pipeline: {0}")]
+    Other(String),
+}
+
+/// Where frames come from, resolved for this start of the pipeline.
+#[derive(Debug, Clone)]
+pub enum Capture {
+    /// The moving test pattern.
+    Test,
+    /// A V4L2 device with the chosen format.
+    V4l2 {
+        device: String,
+        choice: CaptureChoice,
+    },
+}
+
+/// Everything decided before building: the stream, where it captures from,
+/// and the encoder (None for the camera's own H.264).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub device_id: String,
+    pub stream: StreamConfig,
+    pub publish_url: String,
+    pub capture: Capture,
+    pub encoder: EncoderChoice,
+}
+
+impl Plan {
+    /// Size and rate actually produced.
+    pub fn geometry(&self) -> (u32, u32, u32) {
+        match &self.capture {
+            Capture::Test => (
+                self.stream.width.get(),
+                self.stream.height.get(),
+                self.stream.fps.get(),
+            ),
+            Capture::V4l2 { choice, .. } => (choice.width, choice.height, choice.fps),
+        }
+    }
+}
+
+/// Counters of one stream, shared between the probes and the supervisor.
+#[derive(Debug, Default)]
+pub struct StreamCounters {
+    /// Access units stamped since the process started.
+    pub stamped: AtomicU64,
+    /// Access units that reached the RTSP sink.
+    pub sent: AtomicU64,
+    /// Access units that carried no slice and went out unstamped.
+    pub unstamped: AtomicU64,
+    /// Stamped access units the leaky queue dropped before the RTSP sink.
+    pub dropped_before_send: AtomicU64,
+    /// Frame records the reporter could not take.
+    pub records_lost: AtomicU64,
+    /// Wall-clock µs when the last access unit reached the RTSP sink.
+    pub last_sent_us: AtomicU64,
+}
+
+/// Maps a buffer's running-time PTS to UTC microseconds.
+///
+/// The pipeline runs on GStreamer's monotonic system clock. A buffer's
+/// capture instant on that clock is `base_time + pts`, so its age is
+/// `clock.time() − (base_time + pts)`; its capture time in UTC is the wall
+/// clock now minus that age. Measuring the age on the monotonic clock keeps
+/// NTP steps out of the mapping: a step moves `capture_us` exactly as it
+/// moves the wall clock, never by a mix of both.
+#[derive(Debug, Clone, Copy)]
+pub struct CaptureClock;
+
+impl CaptureClock {
+    /// UTC µs of `pts` for `element`'s pipeline; the wall clock now when the
+    /// element has no clock yet or the buffer has no PTS.
+    pub fn capture_us(element: &gst::Element, pts: Option<gst::ClockTime>) -> i64 {
+        let now = wall_us();
+        let (Some(clock), Some(base), Some(pts)) = (element.clock(), element.base_time(), pts)
+        else {
+            return now;
+        };
+        let clock_now = clock.time();
+        let captured = base.nseconds().saturating_add(pts.nseconds());
+        let age_ns = i128::from(clock_now.nseconds()) - i128::from(captured);
+        now - i64::try_from(age_ns / 1000).unwrap_or(0)
+    }
+}
+
+/// The wall clock in µs since the Unix epoch.
+pub fn wall_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Formats UTC µs as `hh:mm:ss.mmm`.
+pub fn clock_text(us: i64) -> String {
+    let ms = us.div_euclid(1000);
+    let day_ms = ms.rem_euclid(86_400_000);
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        day_ms / 3_600_000,
+        day_ms / 60_000 % 60,
+        day_ms / 1000 % 60,
+        day_ms % 1000
+    )
+}
+
+fn make(factory: &str, name: &str) -> Result<gst::Element, BuildError> {
+    gst::ElementFactory::make(factory)
+        .name(name)
+        .build()
+        .map_err(|_| BuildError::MissingElement {
+            factory: factory.to_owned(),
+            hint: install_hint(factory),
+        })
+}
+
+fn install_hint(factory: &str) -> &'static str {
+    match factory {
+        "x264enc" => "install gstreamer1.0-plugins-ugly",
+        "openh264enc" | "vah264enc" | "vajpegdec" => "install gstreamer1.0-plugins-bad",
+        "rtspclientsink" => "install gstreamer1.0-rtsp",
+        "textoverlay" => "install gstreamer1.0-x (the pango plugin)",
+        "v4l2src" | "v4l2h264enc" | "v4l2jpegdec" | "jpegdec" => "install gstreamer1.0-plugins-good",
+        "vaapih264enc" | "vaapijpegdec" => "install gstreamer1.0-vaapi",
+        _ => "install gstreamer1.0-plugins-base and gstreamer1.0-plugins-good",
+    }
+}
+
+/// Sets a property by its string form if the element has it, so that the
+/// differences between encoder versions never panic. Returns whether it was set.
+fn set_str(element: &gst::Element, name: &str, value: &str) -> bool {
+    let Some(pspec) = element.find_property(name) else {
+        tracing::debug!(element = %element.name(), property = name, "property not present, left as is");
+        return false;
+    };
+    match glib::Value::deserialize(value, pspec.value_type()) {
+        Ok(v) => {
+            element.set_property_from_value(name, &v);
+            true
+        }
+        Err(_) => {
+            tracing::warn!(element = %element.name(), property = name, value, "value not accepted, left as is");
+            false
+        }
+    }
+}
+
+fn capsfilter(name: &str, caps: gst::Caps) -> Result<gst::Element, BuildError> {
+    let f = make("capsfilter", name)?;
+    f.set_property("caps", &caps);
+    Ok(f)
+}
+
+fn link_chain(chain: &[&gst::Element]) -> Result<(), BuildError> {
+    for pair in chain.windows(2) {
+        pair[0].link(pair[1]).map_err(|e| BuildError::Link {
+            from: pair[0].name().to_string(),
+            to: pair[1].name().to_string(),
+            source: glib::bool_error!("{e}"),
+        })?;
+    }
+    Ok(())
+}
+
+/// Configures the encoder for low latency with the stream's GOP and bitrate.
+fn configure_encoder(enc: &gst::Element, kind: EncoderKind, gop: u32, kbps: u32) {
+    match kind {
+        EncoderKind::X264 => {
+            set_str(enc, "tune", "zerolatency");
+            set_str(enc, "speed-preset", "ultrafast");
+            set_str(enc, "key-int-max", &gop.to_string());
+            set_str(enc, "bitrate", &kbps.to_string());
+            set_str(enc, "bframes", "0");
+            set_str(enc, "b-adapt", "false");
+        }
+        EncoderKind::OpenH264 => {
+            set_str(enc, "gop-size", &gop.to_string());
+            set_str(enc, "bitrate", &(u64::from(kbps) * 1000).to_string());
+            set_str(enc, "rate-control", "bitrate");
+            set_str(enc, "complexity", "low");
+        }
+        EncoderKind::V4l2 => {
+            let controls = format!(
+                "controls,h264_i_frame_period={gop},video_bitrate={},repeat_sequence_header=1",
+                u64::from(kbps) * 1000
+            );
+            set_str(enc, "extra-controls", &controls);
+        }
+        EncoderKind::Vaapi => {
+            set_str(enc, "key-int-max", &gop.to_string());
+            set_str(enc, "keyframe-period", &gop.to_string());
+            set_str(enc, "bitrate", &kbps.to_string());
+            set_str(enc, "rate-control", "cbr");
+            set_str(enc, "b-frames", "0");
+            set_str(enc, "max-bframes", "0");
+        }
+        EncoderKind::Camera => {}
+    }
+}
+
+/// State the two probes share: records waiting for their `sent_us`.
+struct Pending {
+    queue: Mutex<VecDeque<(Option<gst::ClockTime>, FrameRecord)>>,
+}
+
+/// Builds the pipeline for `plan`. `session` identifies this pipeline start.
+pub fn build(
+    plan: &Plan,
+    session: &str,
+    records: RecordSink,
+    counters: Arc<StreamCounters>,
+) -> Result<gst::Pipeline, BuildError> {
+    let s = &plan.stream;
+    let (width, height, fps) = plan.geometry();
+    let pipeline = gst::Pipeline::with_name(&format!("{}-{}", plan.device_id, s.id));
+
+    // Source and raw caps.
+    let mut chain: Vec<gst::Element> = Vec::new();
+    let passthrough = matches!(
+        &plan.capture,
+        Capture::V4l2 { choice, .. } if choice.decode == Decode::Passthrough
+    );
+    match &plan.capture {
+        Capture::Test => {
+            let src = make("videotestsrc", "src")?;
+            set_str(&src, "is-live", "true");
+            set_str(&src, "pattern", "ball");
+            chain.push(src);
+            chain.push(capsfilter(
+                "src_caps",
+                gst::Caps::builder("video/x-raw")
+                    .field("format", "I420")
+                    .field("width", width as i32)
+                    .field("height", height as i32)
+                    .field("framerate", gst::Fraction::new(fps as i32, 1))
+                    .build(),
+            )?);
+        }
+        Capture::V4l2 { device, choice } => {
+            let src = make("v4l2src", "src")?;
+            src.set_property("device", device);
+            chain.push(src);
+            let (media, format) = choice.format.gst_caps().ok_or_else(|| {
+                BuildError::Other(format!("capture format {} is not usable", choice.format))
+            })?;
+            let mut caps = gst::Caps::builder(media)
+                .field("width", choice.width as i32)
+                .field("height", choice.height as i32)
+                .field("framerate", gst::Fraction::new(choice.fps as i32, 1));
+            if let Some(f) = format {
+                caps = caps.field("format", f);
+            }
+            chain.push(capsfilter("src_caps", caps.build())?);
+            if let Decode::Jpeg { element, .. } = &choice.decode {
+                chain.push(make("jpegparse", "jpegparse")?);
+                chain.push(make(element, "jpegdec")?);
+            }
+        }
+    }
+
+    if !passthrough {
+        if s.overlay {
+            let overlay = make("textoverlay", "overlay")?;
+            set_str(&overlay, "halignment", "left");
+            set_str(&overlay, "valignment", "top");
+            set_str(&overlay, "shaded-background", "true");
+            // Big-endian ARGB: opaque blue.
+            overlay.set_property("color", 0xff_00_00_ffu32);
+            let points = (height / 24).clamp(8, 96);
+            set_str(&overlay, "font-desc", &format!("Sans Bold {points}"));
+            set_str(&overlay, "text", "PUB --:--:--.---");
+            add_overlay_probe(&overlay)?;
+            chain.push(overlay);
+        }
+        chain.push(make("videoconvert", "convert")?);
+        let raw_format = match plan.encoder.kind {
+            EncoderKind::Vaapi | EncoderKind::V4l2 => "NV12",
+            _ => "I420",
+        };
+        chain.push(capsfilter(
+            "enc_in_caps",
+            gst::Caps::builder("video/x-raw")
+                .field("format", raw_format)
+                .build(),
+        )?);
+        let enc = make(&plan.encoder.element, "encoder")?;
+        configure_encoder(&enc, plan.encoder.kind, s.gop.get(), s.bitrate_kbps.get());
+        chain.push(enc);
+        let mut out_caps = gst::Caps::builder("video/x-h264");
+        if plan.encoder.kind == EncoderKind::V4l2 {
+            // The Raspberry Pi's encoder refuses to negotiate without a level.
+            out_caps = out_caps.field("level", "4");
+        }
+        chain.push(capsfilter("enc_out_caps", out_caps.build())?);
+    }
+
+    let parse = make("h264parse", "parse")?;
+    set_str(&parse, "config-interval", "-1");
+    chain.push(parse);
+    let au_caps = capsfilter(
+        "au_caps",
+        gst::Caps::builder("video/x-h264")
+            .field("stream-format", "byte-stream")
+            .field("alignment", "au")
+            .build(),
+    )?;
+    chain.push(au_caps.clone());
+
+    let queue = make("queue", "send_queue")?;
+    set_str(&queue, "leaky", "downstream");
+    set_str(&queue, "max-size-buffers", "0");
+    set_str(&queue, "max-size-bytes", "0");
+    set_str(&queue, "max-size-time", "2000000000");
+    chain.push(queue.clone());
+
+    let sink = make("rtspclientsink", "sink")?;
+    sink.set_property("location", &plan.publish_url);
+    set_str(
+        &sink,
+        "protocols",
+        match s.transport {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        },
+    );
+    set_str(&sink, "latency", "0");
+    chain.push(sink.clone());
+
+    let refs: Vec<&gst::Element> = chain.iter().collect();
+    pipeline
+        .add_many(&refs)
+        .map_err(|e| BuildError::Other(format!("adding elements: {e}")))?;
+    link_chain(&refs)?;
+
+    let pending = Arc::new(Pending {
+        queue: Mutex::new(VecDeque::with_capacity(128)),
+    });
+    add_stamp_probe(
+        &au_caps,
+        Stamper::new(&plan.device_id, s.id.as_str()),
+        pending.clone(),
+        counters.clone(),
+        session.to_owned(),
+    )?;
+    let sink_pad = queue
+        .static_pad("src")
+        .and_then(|p| p.peer())
+        .ok_or_else(|| BuildError::Other("rtspclientsink has no linked sink pad".into()))?;
+    add_sent_probe(&sink_pad, pending, counters, records);
+    Ok(pipeline)
+}
+
+/// Updates the overlay text from each frame's capture time before it is drawn.
+fn add_overlay_probe(overlay: &gst::Element) -> Result<(), BuildError> {
+    let pad = overlay
+        .static_pad("video_sink")
+        .ok_or_else(|| BuildError::Other("textoverlay has no video_sink pad".into()))?;
+    let weak = overlay.downgrade();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let (Some(overlay), Some(buffer)) = (weak.upgrade(), info.buffer()) {
+            let us = CaptureClock::capture_us(&overlay, buffer.pts());
+            overlay.set_property("text", format!("PUB {}", clock_text(us)));
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
+}
+
+/// Stamps every access unit leaving `element`'s src pad.
+fn add_stamp_probe(
+    element: &gst::Element,
+    stamper: Stamper,
+    pending: Arc<Pending>,
+    counters: Arc<StreamCounters>,
+    session: String,
+) -> Result<(), BuildError> {
+    let pad = element
+        .static_pad("src")
+        .ok_or_else(|| BuildError::Other("au_caps has no src pad".into()))?;
+    let weak = element.downgrade();
+    let stamper = Mutex::new((stamper, Vec::<u8>::with_capacity(64 * 1024)));
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+        move |_, info| {
+            let Some(element) = weak.upgrade() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let Ok(mut guard) = stamper.lock() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let (stamper, scratch) = &mut *guard;
+            let mut stamp_one = |buffer: &gst::Buffer| -> Option<gst::Buffer> {
+                stamp_buffer(
+                    &element, buffer, stamper, scratch, &pending, &counters, &session,
+                )
+            };
+            match &mut info.data {
+                Some(gst::PadProbeData::Buffer(buffer)) => {
+                    if let Some(new) = stamp_one(buffer) {
+                        *buffer = new;
+                    }
+                }
+                Some(gst::PadProbeData::BufferList(list)) => {
+                    let stamped: Vec<gst::Buffer> = list
+                        .iter_owned()
+                        .map(|b| stamp_one(&b).unwrap_or(b))
+                        .collect();
+                    let mut new = gst::BufferList::new_sized(stamped.len());
+                    {
+                        let new = new.make_mut();
+                        for b in stamped {
+                            new.add(b);
+                        }
+                    }
+                    *list = new;
+                }
+                _ => {}
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    Ok(())
+}
+
+fn stamp_buffer(
+    element: &gst::Element,
+    buffer: &gst::Buffer,
+    stamper: &mut Stamper,
+    scratch: &mut Vec<u8>,
+    pending: &Pending,
+    counters: &StreamCounters,
+    session: &str,
+) -> Option<gst::Buffer> {
+    let capture_us = CaptureClock::capture_us(element, buffer.pts());
+    let map = buffer.map_readable().ok()?;
+    let stamped = match stamper.stamp(map.as_slice(), capture_us, scratch) {
+        Ok(s) => s,
+        Err(e) => {
+            let n = counters.unstamped.fetch_add(1, Ordering::Relaxed);
+            if n < 10 || n.is_power_of_two() {
+                tracing::warn!(unstamped = n + 1, "{e}");
+            }
+            return None;
+        }
+    };
+    drop(map);
+    let encoded_us = wall_us();
+    let mut out = gst::Buffer::from_mut_slice(std::mem::take(scratch));
+    {
+        let out = out.get_mut()?;
+        // Timestamps and flags (keyframe / delta unit) stay those of the original.
+        let _ = buffer.copy_into(out, gst::BufferCopyFlags::FLAGS | gst::BufferCopyFlags::TIMESTAMPS, ..);
+    }
+    counters.stamped.fetch_add(1, Ordering::Relaxed);
+    let record = FrameRecord {
+        session: session.to_owned(),
+        seq: stamped.seq,
+        capture_us: stamped.capture_us,
+        encoded_us,
+        sent_us: 0,
+        bytes: stamped.bytes as u64,
+        keyframe: stamped.keyframe,
+        fingerprint: glasswatch_common::fingerprint::to_hex(stamped.fingerprint),
+    };
+    if let Ok(mut q) = pending.queue.lock() {
+        q.push_back((buffer.pts(), record));
+    }
+    *scratch = Vec::with_capacity(out.size() + 1024);
+    Some(out)
+}
+
+/// Completes each record with `sent_us` when its access unit enters the RTSP sink.
+fn add_sent_probe(
+    pad: &gst::Pad,
+    pending: Arc<Pending>,
+    counters: Arc<StreamCounters>,
+    records: RecordSink,
+) {
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+        move |_, info| {
+            let mut ptss: Vec<Option<gst::ClockTime>> = Vec::new();
+            match &info.data {
+                Some(gst::PadProbeData::Buffer(b)) => ptss.push(b.pts()),
+                Some(gst::PadProbeData::BufferList(l)) => ptss.extend(l.iter().map(|b| b.pts())),
+                _ => return gst::PadProbeReturn::Ok,
+            }
+            let sent_us = wall_us();
+            counters
+                .last_sent_us
+                .store(u64::try_from(sent_us).unwrap_or(0), Ordering::Relaxed);
+            let Ok(mut q) = pending.queue.lock() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            for pts in ptss {
+                // Records ahead of this buffer belong to access units the leaky queue dropped.
+                while q
+                    .front()
+                    .is_some_and(|(f, _)| f.zip(pts).is_some_and(|(f, p)| f < p))
+                {
+                    q.pop_front();
+                    counters.dropped_before_send.fetch_add(1, Ordering::Relaxed);
+                }
+                if q.front().is_some_and(|(p, _)| *p == pts) {
+                    if let Some((_, mut record)) = q.pop_front() {
+                        record.sent_us = sent_us;
+                        counters.sent.fetch_add(1, Ordering::Relaxed);
+                        if !records.send(record) {
+                            counters.records_lost.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_text_formats_utc_time_of_day() {
+        // 2026-11-24T06:07:08.123Z
+        let us = 1_795_500_000_000_000i64 - 1_795_500_000_000_000 % 86_400_000_000
+            + ((6 * 3600 + 7 * 60 + 8) * 1_000_000 + 123_456);
+        assert_eq!(clock_text(us), "06:07:08.123");
+        assert_eq!(clock_text(0), "00:00:00.000");
+    }
+}
