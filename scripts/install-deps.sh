@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs the system packages Glasswatch needs to build, run and test on
+# Debian 12 (bookworm). Idempotent: packages already present are skipped by apt.
+# Uses sudo when not run as root.
+set -euo pipefail
+
+packages=(
+  # Build: GStreamer headers for gstreamer-rs, the RTSP server for the test
+  # origin, libclang for the v4l crate's bindgen, pkg-config.
+  pkg-config libclang-dev clang
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
+  # Runtime: the elements the agent and the test origin use.
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  gstreamer1.0-rtsp gstreamer1.0-x fonts-dejavu-core
+  # Independent readers used by the tests.
+  ffmpeg
+  # Used by later test suites (MQTT broker, clock offset injection).
+  mosquitto mosquitto-clients faketime
+  # Misc tools the scripts use.
+  curl ca-certificates procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"

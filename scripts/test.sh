@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need, then runs fmt,
+# clippy and every test of the workspace against real components on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== build binaries the tests start as processes"
+cargo build --workspace --bins --locked
+
+echo "== cargo test"
+cargo test --workspace --locked -- --test-threads=2
