@@ -282,9 +282,9 @@ impl StreamConfig {
 
     /// The HLS URL advertised for this stream.
     pub fn hls_url(&self, device: &str) -> String {
-        self.hls_url.clone().unwrap_or_else(|| {
-            format!("http://127.0.0.1:8888/{device}-{}/index.m3u8", self.id)
-        })
+        self.hls_url
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:8888/{device}-{}/index.m3u8", self.id))
     }
 }
 
@@ -419,7 +419,10 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].source, Source::Auto);
         assert_eq!(s[0].encoder, EncoderPref::Auto);
-        assert_eq!(s[0].publish_url(c.device_id.as_str()), "rtsp://127.0.0.1:8554/box-cam0");
+        assert_eq!(
+            s[0].publish_url(c.device_id.as_str()),
+            "rtsp://127.0.0.1:8554/box-cam0"
+        );
         assert_eq!(
             s[0].hls_url(c.device_id.as_str()),
             "http://127.0.0.1:8888/box-cam0/index.m3u8"
@@ -429,8 +432,7 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named_with_its_line() {
-        let (line, key, msg) =
-            err("device_id = \"a\"\n[[stream]]\nid = \"cam0\"\nfsp = 30\n");
+        let (line, key, msg) = err("device_id = \"a\"\n[[stream]]\nid = \"cam0\"\nfsp = 30\n");
         assert_eq!(line, 4);
         assert_eq!(key, "stream[0].fsp");
         assert!(msg.contains("unknown field"), "{msg}");
@@ -477,8 +479,7 @@ mod tests {
     fn out_of_range_and_bad_enum() {
         let (line, key, _) = err("device_id = \"a\"\n[[stream]]\nid = \"c\"\nfps = 0\n");
         assert_eq!((line, key.as_str()), (4, "stream[0].fps"));
-        let (_, key, msg) =
-            err("device_id = \"a\"\n[[stream]]\nid = \"c\"\nencoder = \"nvenc\"\n");
+        let (_, key, msg) = err("device_id = \"a\"\n[[stream]]\nid = \"c\"\nencoder = \"nvenc\"\n");
         assert_eq!(key, "stream[0].encoder");
         assert!(msg.contains("nvenc"), "{msg}");
         let (_, key, _) = err("device_id = \"a\"\n[[stream]]\nid = \"c\"\nsource = \"video0\"\n");

@@ -5,14 +5,6 @@
 //! (`READY=1`, readable `STATUS=` lines, watchdog pings) and shutdown. Each
 //! stream runs in its own [`supervisor::Supervisor`] task.
 
-mod config;
-mod pipeline;
-mod probe;
-mod report;
-mod select;
-mod stamp;
-mod supervisor;
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -24,8 +16,9 @@ use clap::{Parser, Subcommand};
 use sd_notify::NotifyState;
 use tokio::sync::watch;
 
-use crate::config::Config;
-use crate::supervisor::{Phase, StreamState, Supervisor};
+use glasswatch_agent::config::{self, Config};
+use glasswatch_agent::supervisor::{Phase, StreamState, Supervisor};
+use glasswatch_agent::{pipeline, probe, report};
 
 /// The config file used when `--config` is not given, if it exists.
 const DEFAULT_CONFIG: &str = "/etc/glasswatch/agent.toml";
@@ -111,7 +104,10 @@ fn load_config(path: Option<&Path>) -> Result<Config, config::ConfigError> {
         None if Path::new(DEFAULT_CONFIG).exists() => Config::load(Path::new(DEFAULT_CONFIG)),
         None => {
             let host = hostname_id();
-            Config::parse(&format!("device_id = \"{host}\"\n"), Path::new("(built-in defaults)"))
+            Config::parse(
+                &format!("device_id = \"{host}\"\n"),
+                Path::new("(built-in defaults)"),
+            )
         }
     }
 }
@@ -123,7 +119,13 @@ fn hostname_id() -> String {
         .trim()
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(64)
         .collect();
     if id.is_empty() {
@@ -221,7 +223,10 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
     let _ = shutdown_tx.send(true);
     let all = futures_util::future::join_all(tasks);
-    if tokio::time::timeout(Duration::from_millis(1800), all).await.is_err() {
+    if tokio::time::timeout(Duration::from_millis(1800), all)
+        .await
+        .is_err()
+    {
         tracing::warn!("some pipelines did not stop in time; exiting anyway");
         return Ok(());
     }
@@ -249,13 +254,19 @@ fn status_line(states: &[Arc<StreamState>], last_sent: &mut [u64], elapsed_s: f6
             *last = sent;
             match s.phase() {
                 Phase::Starting => format!("{}: starting", s.id),
-                Phase::WaitingForCamera(p) => format!("{}: waiting for camera {}", s.id, p.display()),
+                Phase::WaitingForCamera(p) => {
+                    format!("{}: waiting for camera {}", s.id, p.display())
+                }
                 Phase::Publishing { encoder, url } => {
                     format!("{}: publishing {fps:.1} fps ({encoder}) to {url}", s.id)
                 }
                 Phase::Retrying { reason, in_ms } => {
                     let short: String = reason.chars().take(120).collect();
-                    format!("{}: retrying in {:.1} s after: {short}", s.id, in_ms as f64 / 1000.0)
+                    format!(
+                        "{}: retrying in {:.1} s after: {short}",
+                        s.id,
+                        in_ms as f64 / 1000.0
+                    )
                 }
                 Phase::Stopped => format!("{}: stopped", s.id),
             }

@@ -26,9 +26,10 @@ use gstreamer::glib;
 use gstreamer::prelude::*;
 
 use crate::config::{StreamConfig, Transport};
-use crate::report::{FrameRecord, RecordSink};
+use crate::report::RecordSink;
 use crate::select::{CaptureChoice, Decode, EncoderChoice, EncoderKind};
 use crate::stamp::Stamper;
+use glasswatch_common::messages::FrameRecord;
 
 /// A pipeline could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -98,13 +99,27 @@ pub struct StreamCounters {
     pub records_lost: AtomicU64,
     /// Wall-clock µs when the last access unit reached the RTSP sink.
     pub last_sent_us: AtomicU64,
+    /// Time spent in the stamp probe, in ns, summed over `stamped`
+    /// (parse, SEI insertion, fingerprint, buffer copy): the latency it adds.
+    pub stamp_ns: AtomicU64,
 }
 
-/// Maps a buffer's running-time PTS to UTC microseconds.
+impl StreamCounters {
+    /// Mean time the stamper adds per frame, in µs.
+    pub fn mean_stamp_us(&self) -> f64 {
+        let n = self.stamped.load(Ordering::Relaxed);
+        if n == 0 {
+            return 0.0;
+        }
+        self.stamp_ns.load(Ordering::Relaxed) as f64 / n as f64 / 1000.0
+    }
+}
+
+/// Maps a buffer's PTS, as running time, to UTC microseconds.
 ///
 /// The pipeline runs on GStreamer's monotonic system clock. A buffer's
-/// capture instant on that clock is `base_time + pts`, so its age is
-/// `clock.time() − (base_time + pts)`; its capture time in UTC is the wall
+/// capture instant on that clock is `base_time + running_time(pts)`, so its
+/// age is `clock.time() − (base_time + running_time)`; its capture time in UTC is the wall
 /// clock now minus that age. Measuring the age on the monotonic clock keeps
 /// NTP steps out of the mapping: a step moves `capture_us` exactly as it
 /// moves the wall clock, never by a mix of both.
@@ -112,19 +127,32 @@ pub struct StreamCounters {
 pub struct CaptureClock;
 
 impl CaptureClock {
-    /// UTC µs of `pts` for `element`'s pipeline; the wall clock now when the
-    /// element has no clock yet or the buffer has no PTS.
-    pub fn capture_us(element: &gst::Element, pts: Option<gst::ClockTime>) -> i64 {
+    /// UTC µs of `running_time` for `element`'s pipeline; the wall clock
+    /// now when the element has no clock yet or the buffer has no PTS.
+    pub fn capture_us(element: &gst::Element, running_time: Option<gst::ClockTime>) -> i64 {
         let now = wall_us();
-        let (Some(clock), Some(base), Some(pts)) = (element.clock(), element.base_time(), pts)
+        let (Some(clock), Some(base), Some(rt)) =
+            (element.clock(), element.base_time(), running_time)
         else {
             return now;
         };
         let clock_now = clock.time();
-        let captured = base.nseconds().saturating_add(pts.nseconds());
+        let captured = base.nseconds().saturating_add(rt.nseconds());
         let age_ns = i128::from(clock_now.nseconds()) - i128::from(captured);
         now - i64::try_from(age_ns / 1000).unwrap_or(0)
     }
+}
+
+/// The running time of `pts` in the segment flowing through `pad`.
+///
+/// PTS are stream times: encoders may shift them (x264enc adds 1000 hours
+/// and moves the segment start with it), so only the segment turns them
+/// back into running time on the pipeline clock.
+pub fn running_time(pad: &gst::Pad, pts: Option<gst::ClockTime>) -> Option<gst::ClockTime> {
+    let pts = pts?;
+    let event = pad.sticky_event::<gst::event::Segment>(0)?;
+    let segment = event.segment().downcast_ref::<gst::ClockTime>()?;
+    segment.to_running_time(pts)
 }
 
 /// The wall clock in µs since the Unix epoch.
@@ -164,7 +192,9 @@ fn install_hint(factory: &str) -> &'static str {
         "openh264enc" | "vah264enc" | "vajpegdec" => "install gstreamer1.0-plugins-bad",
         "rtspclientsink" => "install gstreamer1.0-rtsp",
         "textoverlay" => "install gstreamer1.0-x (the pango plugin)",
-        "v4l2src" | "v4l2h264enc" | "v4l2jpegdec" | "jpegdec" => "install gstreamer1.0-plugins-good",
+        "v4l2src" | "v4l2h264enc" | "v4l2jpegdec" | "jpegdec" => {
+            "install gstreamer1.0-plugins-good"
+        }
         "vaapih264enc" | "vaapijpegdec" => "install gstreamer1.0-vaapi",
         _ => "install gstreamer1.0-plugins-base and gstreamer1.0-plugins-good",
     }
@@ -400,9 +430,9 @@ fn add_overlay_probe(overlay: &gst::Element) -> Result<(), BuildError> {
         .static_pad("video_sink")
         .ok_or_else(|| BuildError::Other("textoverlay has no video_sink pad".into()))?;
     let weak = overlay.downgrade();
-    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
         if let (Some(overlay), Some(buffer)) = (weak.upgrade(), info.buffer()) {
-            let us = CaptureClock::capture_us(&overlay, buffer.pts());
+            let us = CaptureClock::capture_us(&overlay, running_time(pad, buffer.pts()));
             overlay.set_property("text", format!("PUB {}", clock_text(us)));
         }
         gst::PadProbeReturn::Ok
@@ -425,7 +455,7 @@ fn add_stamp_probe(
     let stamper = Mutex::new((stamper, Vec::<u8>::with_capacity(64 * 1024)));
     pad.add_probe(
         gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
-        move |_, info| {
+        move |pad, info| {
             let Some(element) = weak.upgrade() else {
                 return gst::PadProbeReturn::Ok;
             };
@@ -434,9 +464,13 @@ fn add_stamp_probe(
             };
             let (stamper, scratch) = &mut *guard;
             let mut stamp_one = |buffer: &gst::Buffer| -> Option<gst::Buffer> {
-                stamp_buffer(
-                    &element, buffer, stamper, scratch, &pending, &counters, &session,
-                )
+                let rt = running_time(pad, buffer.pts());
+                let outputs = StampOutputs {
+                    pending: &pending,
+                    counters: &counters,
+                    session: &session,
+                };
+                stamp_buffer(&element, buffer, rt, stamper, scratch, &outputs)
             };
             match &mut info.data {
                 Some(gst::PadProbeData::Buffer(buffer)) => {
@@ -466,16 +500,29 @@ fn add_stamp_probe(
     Ok(())
 }
 
+/// What the stamp probe writes to besides the buffer.
+struct StampOutputs<'a> {
+    pending: &'a Pending,
+    counters: &'a StreamCounters,
+    session: &'a str,
+}
+
+/// Stamps one access unit; `None` leaves the buffer as it was.
 fn stamp_buffer(
     element: &gst::Element,
     buffer: &gst::Buffer,
+    running_time: Option<gst::ClockTime>,
     stamper: &mut Stamper,
     scratch: &mut Vec<u8>,
-    pending: &Pending,
-    counters: &StreamCounters,
-    session: &str,
+    outputs: &StampOutputs<'_>,
 ) -> Option<gst::Buffer> {
-    let capture_us = CaptureClock::capture_us(element, buffer.pts());
+    let StampOutputs {
+        pending,
+        counters,
+        session,
+    } = outputs;
+    let started = std::time::Instant::now();
+    let capture_us = CaptureClock::capture_us(element, running_time);
     let map = buffer.map_readable().ok()?;
     let stamped = match stamper.stamp(map.as_slice(), capture_us, scratch) {
         Ok(s) => s,
@@ -493,11 +540,15 @@ fn stamp_buffer(
     {
         let out = out.get_mut()?;
         // Timestamps and flags (keyframe / delta unit) stay those of the original.
-        let _ = buffer.copy_into(out, gst::BufferCopyFlags::FLAGS | gst::BufferCopyFlags::TIMESTAMPS, ..);
+        let _ = buffer.copy_into(
+            out,
+            gst::BufferCopyFlags::FLAGS | gst::BufferCopyFlags::TIMESTAMPS,
+            ..,
+        );
     }
     counters.stamped.fetch_add(1, Ordering::Relaxed);
     let record = FrameRecord {
-        session: session.to_owned(),
+        session: (*session).to_owned(),
         seq: stamped.seq,
         capture_us: stamped.capture_us,
         encoded_us,
@@ -510,6 +561,8 @@ fn stamp_buffer(
         q.push_back((buffer.pts(), record));
     }
     *scratch = Vec::with_capacity(out.size() + 1024);
+    let spent = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    counters.stamp_ns.fetch_add(spent, Ordering::Relaxed);
     Some(out)
 }
 

@@ -77,7 +77,9 @@ pub fn probe_device(path: &Path) -> std::io::Result<Option<DeviceCaps>> {
                         .into_iter()
                         .filter_map(|fi| match fi.interval {
                             FrameIntervalEnum::Discrete(f) => rate(f.numerator, f.denominator),
-                            FrameIntervalEnum::Stepwise(s) => rate(s.min.numerator, s.min.denominator),
+                            FrameIntervalEnum::Stepwise(s) => {
+                                rate(s.min.numerator, s.min.denominator)
+                            }
                         })
                         .collect();
                     sizes.push(SizeCaps::Discrete {
@@ -93,7 +95,9 @@ pub fn probe_device(path: &Path) -> std::io::Result<Option<DeviceCaps>> {
                         .into_iter()
                         .filter_map(|fi| match fi.interval {
                             FrameIntervalEnum::Discrete(f) => rate(f.numerator, f.denominator),
-                            FrameIntervalEnum::Stepwise(s) => rate(s.min.numerator, s.min.denominator),
+                            FrameIntervalEnum::Stepwise(s) => {
+                                rate(s.min.numerator, s.min.denominator)
+                            }
                         })
                         .reduce(f64::max)
                         .unwrap_or(30.0);
@@ -129,15 +133,31 @@ pub fn report(config: Option<&Config>) -> String {
     let mut out = String::new();
     let avail = encoder_availability();
     let yes = |b: bool| if b { "yes" } else { "no" };
-    let _ = writeln!(out, "H.264 encoders offered by GStreamer {}:", gstreamer::version_string());
-    let _ = writeln!(out, "  v4l2h264enc (V4L2 M2M, hardware): {}", yes(avail.v4l2));
+    let _ = writeln!(
+        out,
+        "H.264 encoders offered by GStreamer {}:",
+        gstreamer::version_string()
+    );
+    let _ = writeln!(
+        out,
+        "  v4l2h264enc (V4L2 M2M, hardware): {}",
+        yes(avail.v4l2)
+    );
     let _ = writeln!(
         out,
         "  VA-API (hardware):                {}",
         avail.vaapi.as_deref().unwrap_or("no")
     );
-    let _ = writeln!(out, "  x264enc (software):               {}", yes(avail.x264));
-    let _ = writeln!(out, "  openh264enc (software):           {}", yes(avail.openh264));
+    let _ = writeln!(
+        out,
+        "  x264enc (software):               {}",
+        yes(avail.x264)
+    );
+    let _ = writeln!(
+        out,
+        "  openh264enc (software):           {}",
+        yes(avail.openh264)
+    );
     let _ = writeln!(
         out,
         "JPEG decoders: hardware {}, jpegdec {}",
@@ -160,9 +180,20 @@ pub fn report(config: Option<&Config>) -> String {
                     for s in &f.sizes {
                         match s {
                             SizeCaps::Discrete { width, height, fps } => {
-                                let rates: Vec<String> =
-                                    fps.iter().map(|r| format!("{r:.4}").trim_end_matches('0').trim_end_matches('.').to_owned()).collect();
-                                let _ = writeln!(out, "      {width}x{height} @ {} fps", rates.join(", "));
+                                let rates: Vec<String> = fps
+                                    .iter()
+                                    .map(|r| {
+                                        format!("{r:.4}")
+                                            .trim_end_matches('0')
+                                            .trim_end_matches('.')
+                                            .to_owned()
+                                    })
+                                    .collect();
+                                let _ = writeln!(
+                                    out,
+                                    "      {width}x{height} @ {} fps",
+                                    rates.join(", ")
+                                );
                             }
                             SizeCaps::Stepwise {
                                 min_width,
@@ -220,7 +251,13 @@ pub fn report(config: Option<&Config>) -> String {
                             path.display()
                         );
                     }
-                    Some(dev) => match choose_capture(dev, s.width.get(), s.height.get(), s.fps.get(), &avail) {
+                    Some(dev) => match choose_capture(
+                        dev,
+                        s.width.get(),
+                        s.height.get(),
+                        s.fps.get(),
+                        &avail,
+                    ) {
                         Ok(c) => {
                             passthrough = c.decode == crate::select::Decode::Passthrough;
                             let _ = writeln!(

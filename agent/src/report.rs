@@ -8,24 +8,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use glasswatch_common::messages::FrameRecord;
 use serde::Serialize;
 use tokio::sync::mpsc;
-
-/// One frame as the agent produced it. `seq` and `capture_us` are exactly
-/// those in the frame's SEI stamp; the times are UTC µs on the device clock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FrameRecord {
-    /// Random id of the pipeline start this frame belongs to (16 hex chars).
-    pub session: String,
-    pub seq: u64,
-    pub capture_us: i64,
-    pub encoded_us: i64,
-    pub sent_us: i64,
-    pub bytes: u64,
-    pub keyframe: bool,
-    /// XXH3-64 of the access unit's VCL NAL units, 16 hex chars.
-    pub fingerprint: String,
-}
 
 /// A frame record tagged with its stream, as the reporter receives it.
 #[derive(Debug, Clone, Serialize)]

@@ -40,7 +40,10 @@ pub enum EncoderKind {
 
 impl EncoderKind {
     pub fn is_hardware(self) -> bool {
-        matches!(self, EncoderKind::V4l2 | EncoderKind::Vaapi | EncoderKind::Camera)
+        matches!(
+            self,
+            EncoderKind::V4l2 | EncoderKind::Vaapi | EncoderKind::Camera
+        )
     }
 }
 
@@ -274,10 +277,13 @@ fn largest_size_reaching(f: &FormatCaps, w: u32, h: u32, fps: u32) -> Option<(u3
     f.sizes
         .iter()
         .filter_map(|s| match s {
-            SizeCaps::Discrete { width, height, fps: rates }
-                if *width <= w
-                    && *height <= h
-                    && rates.iter().any(|r| *r + 0.01 >= f64::from(fps)) =>
+            SizeCaps::Discrete {
+                width,
+                height,
+                fps: rates,
+            } if *width <= w
+                && *height <= h
+                && rates.iter().any(|r| *r + 0.01 >= f64::from(fps)) =>
             {
                 Some((*width, *height))
             }
@@ -325,10 +331,18 @@ pub fn choose_capture(
         }
     };
     let describe = |d: &Decode| match d {
-        Decode::Passthrough => "the camera's own H.264, passed through without re-encoding".to_owned(),
+        Decode::Passthrough => {
+            "the camera's own H.264, passed through without re-encoding".to_owned()
+        }
         Decode::None => "raw frames, no decoding needed".to_owned(),
-        Decode::Jpeg { element, hardware: true } => format!("MJPEG decoded in hardware by {element}"),
-        Decode::Jpeg { element, hardware: false } => format!("MJPEG decoded in software by {element}"),
+        Decode::Jpeg {
+            element,
+            hardware: true,
+        } => format!("MJPEG decoded in hardware by {element}"),
+        Decode::Jpeg {
+            element,
+            hardware: false,
+        } => format!("MJPEG decoded in software by {element}"),
     };
 
     let mut usable: Vec<(&FormatCaps, u8, Decode)> = dev
@@ -494,14 +508,20 @@ mod tests {
     #[test]
     fn pi4_uses_its_m2m_encoder() {
         let c = choose_encoder(EncoderPref::Auto, &pi4()).unwrap();
-        assert_eq!((c.kind, c.element.as_str()), (EncoderKind::V4l2, "v4l2h264enc"));
+        assert_eq!(
+            (c.kind, c.element.as_str()),
+            (EncoderKind::V4l2, "v4l2h264enc")
+        );
         assert!(c.kind.is_hardware());
     }
 
     #[test]
     fn x86_uses_vaapi() {
         let c = choose_encoder(EncoderPref::Auto, &x86_vaapi()).unwrap();
-        assert_eq!((c.kind, c.element.as_str()), (EncoderKind::Vaapi, "vah264enc"));
+        assert_eq!(
+            (c.kind, c.element.as_str()),
+            (EncoderKind::Vaapi, "vah264enc")
+        );
     }
 
     #[test]
@@ -509,7 +529,10 @@ mod tests {
         let c = choose_encoder(EncoderPref::Auto, &bare()).unwrap();
         assert_eq!(c.kind, EncoderKind::X264);
         assert!(!c.kind.is_hardware());
-        let no_x264 = EncoderAvailability { x264: false, ..bare() };
+        let no_x264 = EncoderAvailability {
+            x264: false,
+            ..bare()
+        };
         assert_eq!(
             choose_encoder(EncoderPref::Auto, &no_x264).unwrap().kind,
             EncoderKind::OpenH264

@@ -179,7 +179,7 @@ impl Backoff {
     }
 
     /// The wait before the next attempt; doubles each time up to the cap.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_wait(&mut self) -> u64 {
         let now = self.next_ms;
         self.next_ms = (self.next_ms * 2).min(self.max_ms);
         now
@@ -219,7 +219,7 @@ impl Supervisor {
                     }
                     self.state.set(Phase::WaitingForCamera(path.clone()));
                     self.state.attempted.store(true, Ordering::Relaxed);
-                    let wait = backoff.next();
+                    let wait = backoff.next_wait();
                     if sleep_or_shutdown(&self.state, wait, &mut shutdown).await {
                         break;
                     }
@@ -242,7 +242,7 @@ impl Supervisor {
                 }
             };
             self.state.attempted.store(true, Ordering::Relaxed);
-            let wait = backoff.next();
+            let wait = backoff.next_wait();
             tracing::warn!(stream = %id, retry_in_ms = wait, "{reason}");
             self.state.set(Phase::Retrying {
                 reason,
@@ -253,13 +253,30 @@ impl Supervisor {
             }
         }
         self.state.set(Phase::Stopped);
-        tracing::info!(stream = %id, "stopped");
+        let c = &self.state.counters;
+        tracing::info!(
+            stream = %id,
+            stamped = c.stamped.load(Ordering::Relaxed),
+            sent = c.sent.load(Ordering::Relaxed),
+            dropped_before_send = c.dropped_before_send.load(Ordering::Relaxed),
+            unstamped = c.unstamped.load(Ordering::Relaxed),
+            stamper_mean_us = format!("{:.1}", c.mean_stamp_us()),
+            "stopped"
+        );
     }
 
     async fn run_pipeline(&self, plan: &Plan, shutdown: &mut watch::Receiver<bool>) -> Outcome {
         let id = self.stream.id.as_str();
-        let session = format!("{:016x}", getrandom::u64().unwrap_or_else(|_| wall_us() as u64));
-        let pipeline = match pipeline::build(plan, &session, self.records.clone(), self.state.counters.clone()) {
+        let session = format!(
+            "{:016x}",
+            getrandom::u64().unwrap_or_else(|_| wall_us() as u64)
+        );
+        let pipeline = match pipeline::build(
+            plan,
+            &session,
+            self.records.clone(),
+            self.state.counters.clone(),
+        ) {
             Ok(p) => p,
             Err(e) => return Outcome::Failed(format!("cannot build the pipeline: {e}")),
         };
@@ -400,8 +417,8 @@ fn describe(msg: &gst::Message) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
     use crate::config::Bounded;
+    use std::path::Path;
 
     #[test]
     fn backoff_doubles_up_to_the_cap_and_resets() {
@@ -411,10 +428,10 @@ mod tests {
             stall_ms: Bounded(5000),
         };
         let mut b = Backoff::new(&retry);
-        let seq: Vec<u64> = (0..6).map(|_| b.next()).collect();
+        let seq: Vec<u64> = (0..6).map(|_| b.next_wait()).collect();
         assert_eq!(seq, vec![500, 1000, 2000, 3000, 3000, 3000]);
         b.reset();
-        assert_eq!(b.next(), 500);
+        assert_eq!(b.next_wait(), 500);
     }
 
     #[test]
@@ -430,7 +447,9 @@ mod tests {
             ..Default::default()
         };
         match plan("d", s, &avail) {
-            Err(PlanError::CameraAbsent(p)) => assert_eq!(p, PathBuf::from("/dev/video-glasswatch-absent")),
+            Err(PlanError::CameraAbsent(p)) => {
+                assert_eq!(p, PathBuf::from("/dev/video-glasswatch-absent"))
+            }
             other => panic!("expected CameraAbsent, got {other:?}"),
         }
     }

@@ -7,4 +7,5 @@
 
 pub mod fingerprint;
 pub mod h264;
+pub mod messages;
 pub mod sei;

@@ -1,0 +1,41 @@
+//! # glasswatch-testkit
+//!
+//! The one home for real peers that tests start on 127.0.0.1 and stop by
+//! PID (STYLE.md item 11): the RTSP/HLS test origin, a `gst-launch-1.0`
+//! publisher, `ffmpeg`/`ffprobe` as independent readers, and the generic
+//! process guard that later peers (mosquitto, PostgreSQL, Chromium, an
+//! LL-HLS origin) build on.
+//!
+//! - [`peer`]: [`Peer`], a spawned process with its output in a log file,
+//!   a readiness wait ([`Ready`]) and SIGKILL on drop.
+//! - [`ports`]: [`free_port`] and TCP waits, all on 127.0.0.1.
+//! - [`bins`]: [`bin_path`], finding workspace binaries next to the test.
+//! - [`require`](mod@require): the policy for missing tools: skip locally, fail under `CI=true`.
+//! - [`origin`]: [`RtspOrigin`], running `glasswatch-test-origin`.
+//! - [`publisher`]: [`TestPattern`], a real `rtspclientsink` publisher.
+//! - [`ffmpeg`]: [`ffmpeg_read_hls_h264`] and [`ffprobe_packet_count`].
+//! - [`agent`]: [`agent::AgentProcess`], the real agent binary with its frame records.
+//! - [`process`]: running a one-shot tool with a timeout.
+//!
+//! Every wait here has a timeout, and every error names the peer, its log and
+//! the log's tail. Nothing here binds anything but 127.0.0.1. This crate is
+//! for tests only (`publish = false`); product crates take it as a
+//! dev-dependency.
+
+pub mod agent;
+pub mod bins;
+pub mod ffmpeg;
+pub mod origin;
+pub mod peer;
+pub mod ports;
+pub mod process;
+pub mod publisher;
+pub mod require;
+
+pub use bins::{bin_path, try_bin_path};
+pub use ffmpeg::{ffmpeg_read_hls_h264, ffprobe_packet_count};
+pub use origin::{HlsPlaylist, HlsSegment, RtspOrigin};
+pub use peer::{Peer, Ready};
+pub use ports::{free_port, wait_for_tcp};
+pub use publisher::TestPattern;
+pub use require::{is_ci, require, require_gst_elements, require_origin_stack, require_program};
