@@ -15,8 +15,11 @@ packages=(
   gstreamer1.0-rtsp gstreamer1.0-x fonts-dejavu-core
   # Independent readers used by the tests.
   ffmpeg
-  # Used by later test suites (MQTT broker, clock offset injection).
-  mosquitto mosquitto-clients faketime
+  # MQTT: the broker and its clients, openssl for the test CA, and the
+  # documented Python subscriber's modules (Debian's python3).
+  mosquitto mosquitto-clients openssl python3 python3-paho-mqtt python3-jsonschema
+  # Clock offset injection for the collector's tests.
+  faketime
   # Misc tools the scripts use.
   curl ca-certificates procps
 )

@@ -47,6 +47,9 @@ pub struct Config {
     /// Reconnect behaviour after a failure (origin away, camera unplugged).
     #[serde(default)]
     pub retry: Retry,
+    /// The MQTT broker frame records, status and stats go to.
+    #[serde(default)]
+    pub mqtt: Mqtt,
     /// The streams this device publishes; one `cam0` on `auto` when absent.
     #[serde(default = "default_streams", rename = "stream")]
     pub streams: Vec<toml::Spanned<StreamConfig>>,
@@ -72,6 +75,116 @@ impl Default for Retry {
             max_ms: Bounded(10_000),
             stall_ms: Bounded(5_000),
         }
+    }
+}
+
+/// MQTT reporting.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mqtt {
+    /// Report over MQTT at all.
+    pub enabled: bool,
+    /// `mqtt://host[:1883]` or `mqtts://host[:8883]` (TLS with rustls).
+    pub url: BrokerUrl,
+    /// User name for the broker, if it asks for one.
+    pub username: Option<String>,
+    /// Password, inline; prefer `password_file`.
+    pub password: Option<String>,
+    /// File whose first line is the password (kept out of the config).
+    pub password_file: Option<PathBuf>,
+    /// PEM file with the CA certificate(s) to trust for `mqtts://`; the
+    /// system's roots when absent.
+    pub ca_file: Option<PathBuf>,
+    /// First topic level (DESIGN.md: `glasswatch`).
+    pub topic_root: String,
+    /// How many seconds of frame records to keep while the broker is away.
+    pub buffer_seconds: Bounded<1, 3600>,
+    /// MQTT keep-alive in seconds; the Last Will arrives within about 1.5 times this.
+    pub keep_alive_s: Bounded<5, 300>,
+}
+
+impl Default for Mqtt {
+    fn default() -> Self {
+        Mqtt {
+            enabled: true,
+            url: BrokerUrl {
+                tls: false,
+                host: "127.0.0.1".into(),
+                port: 1883,
+            },
+            username: None,
+            password: None,
+            password_file: None,
+            ca_file: None,
+            topic_root: "glasswatch".into(),
+            buffer_seconds: Bounded(120),
+            keep_alive_s: Bounded(5),
+        }
+    }
+}
+
+/// A broker address from `mqtt://host[:port]` or `mqtts://host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl BrokerUrl {
+    pub fn parse(s: &str) -> Result<BrokerUrl, String> {
+        let (tls, rest) = if let Some(r) = s.strip_prefix("mqtts://") {
+            (true, r)
+        } else if let Some(r) = s.strip_prefix("mqtt://") {
+            (false, r)
+        } else {
+            return Err(format!("`{s}` must start with mqtt:// or mqtts://"));
+        };
+        let rest = rest.trim_end_matches('/');
+        let default_port = if tls { 8883 } else { 1883 };
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("`{s}`: unclosed [ in an IPv6 address"))?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().map_err(|_| format!("`{s}`: bad port `{p}`"))?,
+                None if after.is_empty() => default_port,
+                None => return Err(format!("`{s}`: unexpected `{after}` after the address")),
+            };
+            (h.to_owned(), port)
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (
+                    h.to_owned(),
+                    p.parse().map_err(|_| format!("`{s}`: bad port `{p}`"))?,
+                ),
+                None => (rest.to_owned(), default_port),
+            }
+        };
+        if host.is_empty() || host.contains(['/', '@', '?', '#']) {
+            return Err(format!(
+                "`{s}`: expected mqtt[s]://host[:port] with no path or user info"
+            ));
+        }
+        Ok(BrokerUrl { tls, host, port })
+    }
+}
+
+impl fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BrokerUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        BrokerUrl::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -327,6 +440,7 @@ impl Config {
             }
         })?;
         config.check_unique_ids(text, file)?;
+        config.check_mqtt(text, file)?;
         Ok(config)
     }
 
@@ -350,6 +464,40 @@ impl Config {
         Ok(())
     }
 
+    fn check_mqtt(&self, text: &str, file: &Path) -> Result<(), ConfigError> {
+        let m = &self.mqtt;
+        let problem = if m.password.is_some() && m.password_file.is_some() {
+            Some((
+                "mqtt.password_file",
+                "set either password or password_file, not both".to_owned(),
+            ))
+        } else if let Err(e) = glasswatch_common::topics::Topics::new(&m.topic_root) {
+            Some(("mqtt.topic_root", e.to_string()))
+        } else if m.ca_file.is_some() && !m.url.tls {
+            Some((
+                "mqtt.ca_file",
+                "ca_file is only used with an mqtts:// url".to_owned(),
+            ))
+        } else {
+            None
+        };
+        match problem {
+            None => Ok(()),
+            Some((key, message)) => {
+                let leaf = key.rsplit('.').next().unwrap_or(key);
+                let offset = find_key(text, leaf).unwrap_or(0);
+                let (line, column) = line_col(text, offset);
+                Err(ConfigError::Invalid {
+                    file: file.to_owned(),
+                    line,
+                    column,
+                    key: key.to_owned(),
+                    message,
+                })
+            }
+        }
+    }
+
     /// The streams, without their spans.
     pub fn streams(&self) -> impl Iterator<Item = &StreamConfig> {
         self.streams.iter().map(|s| s.get_ref())
@@ -371,6 +519,21 @@ fn key_name(path: &str, message: &str) -> String {
         (p, Some(field)) if !p.ends_with(field) => format!("{p}.{field}"),
         (p, _) => p.to_owned(),
     }
+}
+
+/// Byte offset of the line assigning `key` (`key =` at a line start).
+fn find_key(text: &str, key: &str) -> Option<usize> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            return Some(offset + (line.len() - t.len()));
+        }
+        offset += line.len();
+    }
+    None
 }
 
 /// 1-based line and column of a byte offset.
@@ -491,6 +654,37 @@ mod tests {
         let (line, key, _) = err("device_id = \"a\"\n[[stream]\n");
         assert_eq!(line, 2);
         assert_eq!(key, "(syntax)");
+    }
+
+    #[test]
+    fn mqtt_defaults_and_urls() {
+        let c = parse("device_id = \"a\"\n").unwrap();
+        assert!(c.mqtt.enabled);
+        assert_eq!(c.mqtt.url.to_string(), "mqtt://127.0.0.1:1883");
+        assert_eq!(c.mqtt.buffer_seconds.get(), 120);
+        let u = BrokerUrl::parse("mqtts://broker.example:8884").unwrap();
+        assert_eq!(
+            (u.tls, u.host.as_str(), u.port),
+            (true, "broker.example", 8884)
+        );
+        assert_eq!(BrokerUrl::parse("mqtts://h").unwrap().port, 8883);
+        assert_eq!(BrokerUrl::parse("mqtt://[::1]:1884").unwrap().host, "::1");
+        for bad in [
+            "tcp://h",
+            "mqtt://",
+            "mqtt://h:x",
+            "mqtt://u@h",
+            "mqtt://[::1",
+        ] {
+            assert!(BrokerUrl::parse(bad).is_err(), "{bad}");
+        }
+        let (line, key, _) = err("device_id = \"a\"\n[mqtt]\nurl = \"http://x\"\n");
+        assert_eq!((line, key.as_str()), (3, "mqtt.url"));
+        let (line, key, _) =
+            err("device_id = \"a\"\n[mqtt]\npassword = \"x\"\npassword_file = \"/p\"\n");
+        assert_eq!((line, key.as_str()), (4, "mqtt.password_file"));
+        let (_, key, _) = err("device_id = \"a\"\n[mqtt]\ntopic_root = \"a/#\"\n");
+        assert_eq!(key, "mqtt.topic_root");
     }
 
     #[test]

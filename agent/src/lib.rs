@@ -5,9 +5,11 @@
 //! can drive a stage alone; they are not a stable API.
 
 pub mod config;
+pub mod mqtt;
 pub mod pipeline;
 pub mod probe;
 pub mod report;
 pub mod select;
 pub mod stamp;
 pub mod supervisor;
+pub mod sysinfo;

@@ -17,6 +17,7 @@ use sd_notify::NotifyState;
 use tokio::sync::watch;
 
 use glasswatch_agent::config::{self, Config};
+use glasswatch_agent::mqtt::MqttReporter;
 use glasswatch_agent::supervisor::{Phase, StreamState, Supervisor};
 use glasswatch_agent::{pipeline, probe, report};
 
@@ -155,20 +156,39 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let avail = probe::encoder_availability();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (records_tx, records_rx) = report::channel(4096);
-    let reporter = tokio::spawn(report::run(records_rx, config.frame_log.clone()));
+    let states: Vec<Arc<StreamState>> = config
+        .streams()
+        .map(|s| StreamState::new(s.id.as_str()))
+        .collect();
+    let mqtt = if config.mqtt.enabled {
+        let streams: Vec<(String, u32)> = config
+            .streams()
+            .map(|s| (s.id.to_string(), s.fps.get()))
+            .collect();
+        Some(
+            MqttReporter::start(&config.mqtt, config.device_id.as_str(), &streams)
+                .context("setting up MQTT")?,
+        )
+    } else {
+        None
+    };
+    let reporter = tokio::spawn(report::run(
+        records_rx,
+        config.frame_log.clone(),
+        states.clone(),
+        mqtt,
+        shutdown_rx.clone(),
+    ));
 
-    let mut states = Vec::new();
     let mut tasks = Vec::new();
-    for stream in config.streams() {
-        let state = StreamState::new(stream.id.as_str());
-        states.push(state.clone());
+    for (index, (stream, state)) in config.streams().zip(&states).enumerate() {
         let sup = Supervisor {
             device_id: config.device_id.to_string(),
             stream: stream.clone(),
             retry: config.retry.clone(),
             avail: avail.clone(),
-            records: report::sink(&records_tx, stream.id.as_str()),
-            state,
+            records: report::sink(&records_tx, index),
+            state: state.clone(),
         };
         tasks.push(tokio::spawn(sup.run(shutdown_rx.clone())));
     }

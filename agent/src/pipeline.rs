@@ -26,10 +26,10 @@ use gstreamer::glib;
 use gstreamer::prelude::*;
 
 use crate::config::{StreamConfig, Transport};
+use crate::report::FrameInfo;
 use crate::report::RecordSink;
 use crate::select::{CaptureChoice, Decode, EncoderChoice, EncoderKind};
 use crate::stamp::Stamper;
-use glasswatch_common::messages::FrameRecord;
 
 /// A pipeline could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +97,12 @@ pub struct StreamCounters {
     pub dropped_before_send: AtomicU64,
     /// Frame records the reporter could not take.
     pub records_lost: AtomicU64,
+    /// Bytes of access units that reached the RTSP sink.
+    pub sent_bytes: AtomicU64,
+    /// Frames the source skipped (gaps in its frame counter, the buffer offset).
+    pub dropped_capture: AtomicU64,
+    /// Frames that went into the encoder and never came out.
+    pub dropped_encode: AtomicU64,
     /// Wall-clock µs when the last access unit reached the RTSP sink.
     pub last_sent_us: AtomicU64,
     /// Time spent in the stamp probe, in ns, summed over `stamped`
@@ -274,13 +280,18 @@ fn configure_encoder(enc: &gst::Element, kind: EncoderKind, gop: u32, kbps: u32)
 
 /// State the two probes share: records waiting for their `sent_us`.
 struct Pending {
-    queue: Mutex<VecDeque<(Option<gst::ClockTime>, FrameRecord)>>,
+    queue: Mutex<VecDeque<(Option<gst::ClockTime>, FrameInfo)>>,
+    /// Running times of frames that entered the encoder and have not come out.
+    encoder_in: Mutex<VecDeque<gst::ClockTime>>,
 }
+
+/// Frames inside the encoder we keep track of; beyond this the oldest are forgotten.
+const MAX_ENCODER_IN: usize = 256;
 
 /// Builds the pipeline for `plan`. `session` identifies this pipeline start.
 pub fn build(
     plan: &Plan,
-    session: &str,
+    session: u64,
     records: RecordSink,
     counters: Arc<StreamCounters>,
 ) -> Result<gst::Pipeline, BuildError> {
@@ -408,13 +419,20 @@ pub fn build(
 
     let pending = Arc::new(Pending {
         queue: Mutex::new(VecDeque::with_capacity(128)),
+        encoder_in: Mutex::new(VecDeque::with_capacity(MAX_ENCODER_IN)),
     });
+    if let Some(src_caps) = pipeline.by_name("src_caps") {
+        add_capture_gap_probe(&src_caps, counters.clone());
+    }
+    if let Some(enc) = pipeline.by_name("encoder") {
+        add_encoder_in_probe(&enc, pending.clone());
+    }
     add_stamp_probe(
         &au_caps,
         Stamper::new(&plan.device_id, s.id.as_str()),
         pending.clone(),
         counters.clone(),
-        session.to_owned(),
+        session,
     )?;
     let sink_pad = queue
         .static_pad("src")
@@ -440,13 +458,56 @@ fn add_overlay_probe(overlay: &gst::Element) -> Result<(), BuildError> {
     Ok(())
 }
 
+/// Counts frames the source skipped: its buffers' offsets are frame numbers
+/// (the V4L2 driver's sequence for `v4l2src`), so a jump is a capture drop.
+fn add_capture_gap_probe(element: &gst::Element, counters: Arc<StreamCounters>) {
+    let Some(pad) = element.static_pad("src") else {
+        return;
+    };
+    let last = Mutex::new(None::<u64>);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let (Some(buffer), Ok(mut last)) = (info.buffer(), last.lock()) {
+            let offset = buffer.offset();
+            if offset != u64::MAX {
+                if let Some(prev) = *last {
+                    if offset > prev + 1 {
+                        counters
+                            .dropped_capture
+                            .fetch_add(offset - prev - 1, Ordering::Relaxed);
+                    }
+                }
+                *last = Some(offset);
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// Remembers each frame entering the encoder, so the stamp probe can count
+/// the ones that never came out.
+fn add_encoder_in_probe(encoder: &gst::Element, pending: Arc<Pending>) {
+    let Some(pad) = encoder.static_pad("sink") else {
+        return;
+    };
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let rt = info.buffer().and_then(|b| running_time(pad, b.pts()));
+        if let (Some(rt), Ok(mut q)) = (rt, pending.encoder_in.lock()) {
+            if q.len() == MAX_ENCODER_IN {
+                q.pop_front();
+            }
+            q.push_back(rt);
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
 /// Stamps every access unit leaving `element`'s src pad.
 fn add_stamp_probe(
     element: &gst::Element,
     stamper: Stamper,
     pending: Arc<Pending>,
     counters: Arc<StreamCounters>,
-    session: String,
+    session: u64,
 ) -> Result<(), BuildError> {
     let pad = element
         .static_pad("src")
@@ -468,7 +529,7 @@ fn add_stamp_probe(
                 let outputs = StampOutputs {
                     pending: &pending,
                     counters: &counters,
-                    session: &session,
+                    session,
                 };
                 stamp_buffer(&element, buffer, rt, stamper, scratch, &outputs)
             };
@@ -504,7 +565,7 @@ fn add_stamp_probe(
 struct StampOutputs<'a> {
     pending: &'a Pending,
     counters: &'a StreamCounters,
-    session: &'a str,
+    session: u64,
 }
 
 /// Stamps one access unit; `None` leaves the buffer as it was.
@@ -522,6 +583,16 @@ fn stamp_buffer(
         session,
     } = outputs;
     let started = std::time::Instant::now();
+    if let (Some(rt), Ok(mut q)) = (running_time, pending.encoder_in.lock()) {
+        // Frames that entered before this one and never came out were dropped by the encoder.
+        while q.front().is_some_and(|f| *f < rt) {
+            q.pop_front();
+            counters.dropped_encode.fetch_add(1, Ordering::Relaxed);
+        }
+        if q.front() == Some(&rt) {
+            q.pop_front();
+        }
+    }
     let capture_us = CaptureClock::capture_us(element, running_time);
     let map = buffer.map_readable().ok()?;
     let stamped = match stamper.stamp(map.as_slice(), capture_us, scratch) {
@@ -547,15 +618,16 @@ fn stamp_buffer(
         );
     }
     counters.stamped.fetch_add(1, Ordering::Relaxed);
-    let record = FrameRecord {
-        session: (*session).to_owned(),
+    let record = FrameInfo {
+        stream: 0,
+        session: *session,
         seq: stamped.seq,
         capture_us: stamped.capture_us,
         encoded_us,
         sent_us: 0,
         bytes: stamped.bytes as u64,
         keyframe: stamped.keyframe,
-        fingerprint: glasswatch_common::fingerprint::to_hex(stamped.fingerprint),
+        fingerprint: stamped.fingerprint,
     };
     if let Ok(mut q) = pending.queue.lock() {
         q.push_back((buffer.pts(), record));
@@ -602,6 +674,9 @@ fn add_sent_probe(
                     if let Some((_, mut record)) = q.pop_front() {
                         record.sent_us = sent_us;
                         counters.sent.fetch_add(1, Ordering::Relaxed);
+                        counters
+                            .sent_bytes
+                            .fetch_add(record.bytes, Ordering::Relaxed);
                         if !records.send(record) {
                             counters.records_lost.fetch_add(1, Ordering::Relaxed);
                         }

@@ -19,6 +19,8 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use tokio::sync::watch;
 
+use glasswatch_common::messages::StreamInfo;
+
 use crate::config::{Retry, Source, StreamConfig};
 use crate::pipeline::{self, wall_us, Capture, Plan, StreamCounters};
 use crate::probe;
@@ -47,6 +49,10 @@ pub struct StreamState {
     pub attempted: AtomicBool,
     /// Pipeline starts so far.
     pub starts: AtomicU64,
+    /// What the current pipeline publishes, for the status message.
+    info: Mutex<Option<StreamInfo>>,
+    /// Bumped whenever `info` changes, so the status is published again.
+    pub info_gen: AtomicU64,
 }
 
 impl StreamState {
@@ -58,7 +64,23 @@ impl StreamState {
             heartbeat_us: AtomicU64::new(now_u64()),
             attempted: AtomicBool::new(false),
             starts: AtomicU64::new(0),
+            info: Mutex::new(None),
+            info_gen: AtomicU64::new(0),
         })
+    }
+
+    /// What the stream publishes, once a pipeline has been planned.
+    pub fn info(&self) -> Option<StreamInfo> {
+        self.info.lock().ok().and_then(|i| i.clone())
+    }
+
+    fn set_info(&self, info: StreamInfo) {
+        if let Ok(mut i) = self.info.lock() {
+            if i.as_ref() != Some(&info) {
+                *i = Some(info);
+                self.info_gen.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     fn set(&self, phase: Phase) {
@@ -170,10 +192,17 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(retry: &Retry) -> Backoff {
-        let initial_ms = u64::from(retry.initial_ms.get());
+        Backoff::with_ms(
+            u64::from(retry.initial_ms.get()),
+            u64::from(retry.max_ms.get()),
+        )
+    }
+
+    /// From `initial_ms`, doubling up to `max_ms`.
+    pub fn with_ms(initial_ms: u64, max_ms: u64) -> Backoff {
         Backoff {
             initial_ms,
-            max_ms: u64::from(retry.max_ms.get()).max(initial_ms),
+            max_ms: max_ms.max(initial_ms),
             next_ms: initial_ms,
         }
     }
@@ -267,13 +296,21 @@ impl Supervisor {
 
     async fn run_pipeline(&self, plan: &Plan, shutdown: &mut watch::Receiver<bool>) -> Outcome {
         let id = self.stream.id.as_str();
-        let session = format!(
-            "{:016x}",
-            getrandom::u64().unwrap_or_else(|_| wall_us() as u64)
-        );
+        let session = getrandom::u64().unwrap_or_else(|_| wall_us() as u64);
+        let (w, h, fps) = plan.geometry();
+        self.state.set_info(StreamInfo {
+            id: id.to_owned(),
+            rtsp_url: plan.publish_url.clone(),
+            hls_url: plan.stream.hls_url(&plan.device_id),
+            width: w,
+            height: h,
+            fps,
+            encoder: plan.encoder.element.clone(),
+            hardware: plan.encoder.kind.is_hardware(),
+        });
         let pipeline = match pipeline::build(
             plan,
-            &session,
+            session,
             self.records.clone(),
             self.state.counters.clone(),
         ) {
@@ -281,10 +318,9 @@ impl Supervisor {
             Err(e) => return Outcome::Failed(format!("cannot build the pipeline: {e}")),
         };
         self.state.starts.fetch_add(1, Ordering::Relaxed);
-        let (w, h, fps) = plan.geometry();
         tracing::info!(
             stream = id,
-            session = %session,
+            session = %crate::report::session_hex(session),
             url = %plan.publish_url,
             encoder = %plan.encoder.element,
             hardware = plan.encoder.kind.is_hardware(),

@@ -8,8 +8,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use glasswatch_common::{fingerprint, h264, sei};
+use glasswatch_common::{fingerprint, sei};
 use glasswatch_testkit::agent::{now_us, AgentProcess, FrameLine};
+use glasswatch_testkit::stamps::stamped_frames;
 use glasswatch_testkit::{ffmpeg_read_hls_h264, require_origin_stack, RtspOrigin};
 
 fn stream_config(id: &str, url: &str) -> String {
@@ -44,43 +45,24 @@ fn check_hls(
         .filter(|r| r.stream == stream)
         .collect();
     let tag = sei::stream_tag(device, stream);
-    let mut aus = h264::split_access_units(&es);
-    // ffmpeg's raw H.264 muxer writes the stream's SPS/PPS once in front of
-    // the first access unit (before its AUD): a chunk without a picture.
-    if aus.first().is_some_and(|r| {
-        !h264::annexb_nals(&es[r.clone()]).any(|(_, n)| h264::nal_type(n).is_some_and(h264::is_vcl))
-    }) {
-        aus.remove(0);
-    }
+    let frames = stamped_frames(&es).unwrap();
     assert!(
-        aus.len() >= 45,
+        frames.len() >= 45,
         "expected about 2 s of frames at 30 fps, got {} access units",
-        aus.len()
+        frames.len()
     );
-    let mut stamps = Vec::new();
-    for (i, range) in aus.iter().enumerate() {
-        let au = &es[range.clone()];
-        let stamp = sei::find_stamp_annexb(au)
-            .unwrap_or_else(|e| panic!("AU {i}: malformed stamp: {e}"))
-            .unwrap_or_else(|| {
-                let types: Vec<u8> = h264::annexb_nals(au)
-                    .filter_map(|(_, n)| h264::nal_type(n))
-                    .collect();
-                panic!(
-                    "AU {i} of {} carries no stamp; its NAL types: {types:?}",
-                    aus.len()
-                )
-            });
+    let mut stamps: Vec<sei::FrameStamp> = Vec::new();
+    for (i, seen) in frames.iter().enumerate() {
+        let stamp = seen.stamp;
         assert_eq!(stamp.stream_tag, tag, "AU {i}: stream tag");
-        if let Some(prev) = stamps.last().map(|s: &sei::FrameStamp| s.seq) {
-            assert_eq!(stamp.seq, prev + 1, "AU {i}: seq must increase by one");
+        if let Some(prev) = stamps.last() {
+            assert_eq!(stamp.seq, prev.seq + 1, "AU {i}: seq must increase by one");
         }
         assert!(
             stamp.capture_us >= not_before_us - 1_000_000 && stamp.capture_us <= read_at,
             "AU {i}: capture_us {} outside the test's wall-clock window [{not_before_us}, {read_at}]",
             stamp.capture_us
         );
-        let fp = fingerprint::fingerprint_annexb(au).expect("an AU has slices");
         let record = records
             .iter()
             .find(|r| r.seq == stamp.seq && r.capture_us == stamp.capture_us)
@@ -92,7 +74,7 @@ fn check_hls(
             });
         assert_eq!(
             record.fingerprint,
-            fingerprint::to_hex(fp),
+            fingerprint::to_hex(seen.fingerprint),
             "AU {i}: fingerprint"
         );
         assert_eq!(record.keyframe, stamp.keyframe, "AU {i}: keyframe flag");

@@ -13,6 +13,8 @@
 //! - [`require`](mod@require): the policy for missing tools: skip locally, fail under `CI=true`.
 //! - [`origin`]: [`RtspOrigin`], running `glasswatch-test-origin`.
 //! - [`publisher`]: [`TestPattern`], a real `rtspclientsink` publisher.
+//! - [`mosquitto`]: [`mosquitto::Mosquitto`] (plain, password, TLS) and `mosquitto_sub` subscribers.
+//! - [`stamps`]: every access unit of a read-back stream with its stamp and fingerprint.
 //! - [`ffmpeg`]: [`ffmpeg_read_hls_h264`] and [`ffprobe_packet_count`].
 //! - [`agent`]: [`agent::AgentProcess`], the real agent binary with its frame records.
 //! - [`process`]: running a one-shot tool with a timeout.
@@ -25,12 +27,14 @@
 pub mod agent;
 pub mod bins;
 pub mod ffmpeg;
+pub mod mosquitto;
 pub mod origin;
 pub mod peer;
 pub mod ports;
 pub mod process;
 pub mod publisher;
 pub mod require;
+pub mod stamps;
 
 pub use bins::{bin_path, try_bin_path};
 pub use ffmpeg::{ffmpeg_read_hls_h264, ffprobe_packet_count};

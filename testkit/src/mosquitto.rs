@@ -1,0 +1,306 @@
+//! A real mosquitto broker and `mosquitto_sub` subscribers as peers.
+//!
+//! [`Mosquitto`] writes its own config into a temp dir (listener on
+//! 127.0.0.1, persistence on so a restart keeps sessions and queued
+//! messages, optionally a password file and a TLS listener with a test CA
+//! made by `openssl`), and can be stopped and started again on the same
+//! port. [`Subscriber`] runs `mosquitto_sub -v` and reads what it received
+//! from its log, so no message is lost to a full line queue.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+use crate::peer::{Peer, Ready};
+use crate::ports::{free_port, loopback};
+use crate::process::run_with_timeout;
+
+/// How a broker is set up.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerOptions {
+    /// Require this user name and password (anonymous access is refused).
+    pub user: Option<(String, String)>,
+    /// Serve TLS with a fresh test CA (the URL becomes `mqtts://`).
+    pub tls: bool,
+}
+
+/// A running mosquitto, killed on drop.
+#[derive(Debug)]
+pub struct Mosquitto {
+    peer: Option<Peer>,
+    port: u16,
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+    ca: Option<PathBuf>,
+}
+
+impl Mosquitto {
+    /// A plain broker, anonymous access, persistence on.
+    pub fn start() -> anyhow::Result<Mosquitto> {
+        Self::start_with(BrokerOptions::default())
+    }
+
+    /// A broker set up as `opts` says.
+    pub fn start_with(opts: BrokerOptions) -> anyhow::Result<Mosquitto> {
+        let dir = tempfile::Builder::new()
+            .prefix("glasswatch-mosquitto-")
+            .tempdir()
+            .context("creating the broker's directory")?;
+        let port = free_port();
+        let mut conf = format!(
+            "listener {port} 127.0.0.1\npersistence true\npersistence_location {}/\n\
+             autosave_interval 1\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n\
+             log_type information\nconnection_messages true\nmax_queued_messages 100000\n",
+            dir.path().display()
+        );
+        // Started as root, mosquitto would switch to the `mosquitto` user, which
+        // cannot read this private temp dir; keep it as the test's user.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            conf.push_str("user root\n");
+        }
+        match &opts.user {
+            Some((user, pass)) => {
+                let file = dir.path().join("passwd");
+                std::fs::write(&file, "").context("creating the password file")?;
+                run_with_timeout(
+                    Command::new("mosquitto_passwd")
+                        .arg("-b")
+                        .arg(&file)
+                        .arg(user)
+                        .arg(pass),
+                    Duration::from_secs(10),
+                )
+                .context("mosquitto_passwd")?;
+                conf.push_str(&format!(
+                    "allow_anonymous false\npassword_file {}\n",
+                    file.display()
+                ));
+            }
+            None => conf.push_str("allow_anonymous true\n"),
+        }
+        let ca = if opts.tls {
+            let tls = make_test_ca(dir.path())?;
+            conf.push_str(&format!(
+                "cafile {}\ncertfile {}\nkeyfile {}\n",
+                tls.ca.display(),
+                tls.cert.display(),
+                tls.key.display()
+            ));
+            Some(tls.ca)
+        } else {
+            None
+        };
+        let conf_path = dir.path().join("mosquitto.conf");
+        std::fs::write(&conf_path, conf).context("writing mosquitto.conf")?;
+        let mut m = Mosquitto {
+            peer: None,
+            port,
+            dir,
+            conf: conf_path,
+            ca,
+        };
+        m.restart()?;
+        Ok(m)
+    }
+
+    /// Starts the broker (again) on the same port with the same config and data.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let mut cmd = Command::new("mosquitto");
+        cmd.arg("-c").arg(&self.conf);
+        self.peer = Some(Peer::spawn(
+            "mosquitto",
+            cmd,
+            Ready::Tcp(loopback(self.port)),
+            Duration::from_secs(10),
+        )?);
+        Ok(())
+    }
+
+    /// Stops the broker with SIGTERM (it saves its persistence file).
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut p) = self.peer.take() {
+            p.terminate(Duration::from_secs(5))?;
+        }
+        Ok(())
+    }
+
+    /// The broker's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `mqtt://127.0.0.1:PORT`, or `mqtts://` with TLS.
+    pub fn url(&self) -> String {
+        let scheme = if self.ca.is_some() { "mqtts" } else { "mqtt" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The test CA to trust, with TLS.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca.as_deref()
+    }
+
+    /// The broker's directory (config, persistence).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The end of the broker's log.
+    pub fn log_tail(&self) -> String {
+        self.peer.as_ref().map(|p| p.log_tail()).unwrap_or_default()
+    }
+}
+
+/// Files of a test TLS setup.
+struct TlsFiles {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// A CA and a server certificate for 127.0.0.1 and localhost, with `openssl`.
+fn make_test_ca(dir: &Path) -> anyhow::Result<TlsFiles> {
+    let p = |n: &str| dir.join(n);
+    let ossl = |args: &[&str]| -> anyhow::Result<()> {
+        let mut cmd = Command::new("openssl");
+        cmd.args(args).current_dir(dir);
+        run_with_timeout(&mut cmd, Duration::from_secs(30)).map(|_| ())
+    };
+    ossl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=glasswatch-test-ca",
+    ])?;
+    ossl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ])?;
+    std::fs::write(
+        p("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .context("writing san.ext")?;
+    ossl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ])?;
+    Ok(TlsFiles {
+        ca: p("ca.pem"),
+        cert: p("server.pem"),
+        key: p("server.key"),
+    })
+}
+
+/// A `mosquitto_sub -v` subscriber; what it receives is read from its log.
+#[derive(Debug)]
+pub struct Subscriber {
+    peer: Peer,
+}
+
+impl Subscriber {
+    /// Subscribes to `topic` (QoS 1) on `broker`. With `session`, it is a
+    /// persistent session with that client id (clean session off), so the
+    /// broker queues messages for it while it is disconnected.
+    pub fn start(
+        broker: &Mosquitto,
+        topic: &str,
+        session: Option<&str>,
+        user: Option<(&str, &str)>,
+    ) -> anyhow::Result<Subscriber> {
+        let mut cmd = Command::new("mosquitto_sub");
+        cmd.args(["-h", "127.0.0.1", "-p"])
+            .arg(broker.port().to_string())
+            .args(["-v", "-q", "1", "-t", topic]);
+        if let Some(id) = session {
+            cmd.args(["-c", "-i", id]);
+        }
+        if let Some((u, p)) = user {
+            cmd.args(["-u", u, "-P", p]);
+        }
+        if let Some(ca) = broker.ca_file() {
+            cmd.arg("--cafile").arg(ca);
+        }
+        let peer = Peer::spawn("mosquitto_sub", cmd, Ready::Spawned, Duration::from_secs(5))?;
+        // mosquitto_sub has no readiness line; give it a moment to subscribe.
+        thread::sleep(Duration::from_millis(300));
+        Ok(Subscriber { peer })
+    }
+
+    /// Every `(topic, payload)` received so far whose topic starts with `prefix`.
+    pub fn messages(&self, prefix: &str) -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(self.peer.log_path()).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(t, p)| (t.to_owned(), p.to_owned()))
+            .collect()
+    }
+
+    /// Polls until `done` accepts the messages under `prefix`, for up to `timeout`.
+    pub fn wait_for(
+        &self,
+        prefix: &str,
+        timeout: Duration,
+        done: impl Fn(&[(String, String)]) -> bool,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.messages(prefix);
+            if done(&got) {
+                return Ok(got);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "messages under {prefix} not as expected within {timeout:?} ({} received); log:\n{}",
+                    got.len(),
+                    self.peer.log_tail()
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The process guard.
+    pub fn peer(&mut self) -> &mut Peer {
+        &mut self.peer
+    }
+}
