@@ -12,6 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-30}"
+# OVERLAY=0 compares the two without the burnt-in clock (the agent redraws it every frame).
+overlay="${OVERLAY:-1}"
 cargo build --release --locked -p glasswatch-agent -p glasswatch-testkit --bins >/dev/null
 
 work="$(mktemp -d)"
@@ -37,15 +39,20 @@ fps = 30
 gop = 15
 bitrate_kbps = 2000
 encoder = "x264"
-overlay = true
+overlay = $( [ "$overlay" = 1 ] && echo true || echo false )
 publish_url = "rtsp://127.0.0.1:$rtsp/bench-agent"
 TOML
 target/release/glasswatch-agent --config "$work/agent.toml" > "$work/agent.log" 2>&1 &
 agent=$!; pids+=($agent)
 
+overlay_elems=()
+if [ "$overlay" = 1 ]; then
+  overlay_elems=(! textoverlay "text=PUB 00:00:00.000" halignment=left valignment=top shaded-background=true
+    color=0xff0000ff "font-desc=Sans Bold 30")
+fi
 gst-launch-1.0 -q videotestsrc is-live=true pattern=ball \
   ! video/x-raw,format=I420,width=1280,height=720,framerate=30/1 \
-  ! textoverlay text="PUB 00:00:00.000" halignment=left valignment=top shaded-background=true color=0xff0000ff font-desc="Sans Bold 30" \
+  "${overlay_elems[@]}" \
   ! videoconvert ! video/x-raw,format=I420 \
   ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 bitrate=2000 bframes=0 b-adapt=false \
   ! video/x-h264 ! h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au \
@@ -63,7 +70,7 @@ hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 ahwm=$(hwm $agent); ghwm=$(hwm $gst)
 kill -TERM $agent; wait $agent 2>/dev/null || true
 stamper=$(grep -o 'stamper_mean_us="[0-9.]*"' "$work/agent.log" | tail -1 | tr -dc '0-9.')
-stamped=$(grep -o 'stamped=[0-9]*' "$work/agent.log" | tail -1 | tr -dc '0-9')
+stamped=$(grep -o ' stamped=[0-9]*' "$work/agent.log" | tail -1 | tr -dc '0-9')
 
 python3 - "$a0" "$a1" "$g0" "$g1" "$t0" "$t1" "$ticks" "$ahwm" "$ghwm" "${stamper:-nan}" "${stamped:-0}" <<'PY'
 import sys
@@ -71,7 +78,7 @@ a0,a1,g0,g1,t0,t1,tck,ah,gh,st,n = sys.argv[1:]
 wall = float(t1) - float(t0)
 acpu = (float(a1) - float(a0)) / float(tck) / wall * 100
 gcpu = (float(g1) - float(g0)) / float(tck) / wall * 100
-print(f"window {wall:.1f} s, 1280x720@30 x264 test pattern, side by side")
+print(f"window {wall:.1f} s, 1280x720@30 x264 test pattern, side by side, overlay {'on' if int(__import__('os').environ.get('OVERLAY','1')) else 'off'}")
 print(f"{'':24}{'CPU %':>8}{'peak RSS MB':>14}")
 print(f"{'glasswatch-agent':24}{acpu:8.1f}{int(ah)/1024:14.1f}")
 print(f"{'gst-launch-1.0 (peer)':24}{gcpu:8.1f}{int(gh)/1024:14.1f}")

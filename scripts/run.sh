@@ -6,13 +6,17 @@
 # agent on /dev/video0 or the moving test pattern, and prints the HLS URL.
 # Ctrl-C stops everything it started.
 #
-# Environment: RTSP_PORT (8554), HLS_PORT (8888), DEVICE_ID (local),
+# Until the collector (with its embedded broker) lands, a local mosquitto on
+# 127.0.0.1:$MQTT_PORT takes the agent's MQTT reports.
+#
+# Environment: RTSP_PORT (8554), HLS_PORT (8888), MQTT_PORT (1883), DEVICE_ID (local),
 # SOURCE (auto | test | /dev/videoN), MEDIAMTX_BIN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RTSP_PORT="${RTSP_PORT:-8554}"
 HLS_PORT="${HLS_PORT:-8888}"
+MQTT_PORT="${MQTT_PORT:-1883}"
 DEVICE_ID="${DEVICE_ID:-local}"
 SOURCE="${SOURCE:-auto}"
 STREAM_PATH="${DEVICE_ID}-cam0"
@@ -49,14 +53,29 @@ else
   pids+=($!)
 fi
 
-for _ in $(seq 1 50); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$RTSP_PORT") 2>/dev/null; then break; fi
-  sleep 0.1
+if (exec 3<>"/dev/tcp/127.0.0.1/$MQTT_PORT") 2>/dev/null; then
+  echo "== MQTT: a broker already listens on 127.0.0.1:$MQTT_PORT; the agent reports to it"
+else
+  echo "== MQTT: mosquitto on 127.0.0.1:$MQTT_PORT"
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$MQTT_PORT" > "$RUN_DIR/mosquitto.conf"
+  if [ "$(id -u)" = 0 ]; then echo "user root" >> "$RUN_DIR/mosquitto.conf"; fi
+  mosquitto -c "$RUN_DIR/mosquitto.conf" > "$RUN_DIR/mosquitto.log" 2>&1 &
+  pids+=($!)
+fi
+
+for port in "$RTSP_PORT" "$MQTT_PORT"; do
+  for _ in $(seq 1 50); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+    sleep 0.1
+  done
 done
 
 cat > "$RUN_DIR/agent.toml" <<TOML
 device_id = "$DEVICE_ID"
 frame_log = "$RUN_DIR/frames.jsonl"
+
+[mqtt]
+url = "mqtt://127.0.0.1:$MQTT_PORT"
 
 [[stream]]
 id = "cam0"
@@ -71,6 +90,7 @@ pids+=($!)
 echo
 echo "   RTSP: rtsp://127.0.0.1:$RTSP_PORT/$STREAM_PATH"
 echo "   HLS:  http://127.0.0.1:$HLS_PORT/$STREAM_PATH/index.m3u8   (open with ffplay or VLC)"
+echo "   MQTT: mosquitto_sub -h 127.0.0.1 -p $MQTT_PORT -t 'glasswatch/v1/devices/#' -v"
 echo "   (the collector and its dashboard on http://127.0.0.1:8080 arrive with the collector issue)"
 echo
 echo "Ctrl-C to stop. Frames published per second:"

@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 
+echo "== documentation links"
+scripts/check-links.sh
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

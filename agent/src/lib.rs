@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod mqtt;
+pub mod overlay;
 pub mod pipeline;
 pub mod probe;
 pub mod report;

@@ -24,6 +24,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use gstreamer as gst;
 use gstreamer::glib;
 use gstreamer::prelude::*;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
 
 use crate::config::{StreamConfig, Transport};
 use crate::report::FrameInfo;
@@ -197,7 +199,6 @@ fn install_hint(factory: &str) -> &'static str {
         "x264enc" => "install gstreamer1.0-plugins-ugly",
         "openh264enc" | "vah264enc" | "vajpegdec" => "install gstreamer1.0-plugins-bad",
         "rtspclientsink" => "install gstreamer1.0-rtsp",
-        "textoverlay" => "install gstreamer1.0-x (the pango plugin)",
         "v4l2src" | "v4l2h264enc" | "v4l2jpegdec" | "jpegdec" => {
             "install gstreamer1.0-plugins-good"
         }
@@ -344,30 +345,21 @@ pub fn build(
     }
 
     if !passthrough {
-        if s.overlay {
-            let overlay = make("textoverlay", "overlay")?;
-            set_str(&overlay, "halignment", "left");
-            set_str(&overlay, "valignment", "top");
-            set_str(&overlay, "shaded-background", "true");
-            // Big-endian ARGB: opaque blue.
-            overlay.set_property("color", 0xff_00_00_ffu32);
-            let points = (height / 24).clamp(8, 96);
-            set_str(&overlay, "font-desc", &format!("Sans Bold {points}"));
-            set_str(&overlay, "text", "PUB --:--:--.---");
-            add_overlay_probe(&overlay)?;
-            chain.push(overlay);
-        }
         chain.push(make("videoconvert", "convert")?);
         let raw_format = match plan.encoder.kind {
             EncoderKind::Vaapi | EncoderKind::V4l2 => "NV12",
             _ => "I420",
         };
-        chain.push(capsfilter(
+        let enc_in = capsfilter(
             "enc_in_caps",
             gst::Caps::builder("video/x-raw")
                 .field("format", raw_format)
                 .build(),
-        )?);
+        )?;
+        if s.overlay {
+            add_overlay_probe(&enc_in)?;
+        }
+        chain.push(enc_in);
         let enc = make(&plan.encoder.element, "encoder")?;
         configure_encoder(&enc, plan.encoder.kind, s.gop.get(), s.bitrate_kbps.get());
         chain.push(enc);
@@ -442,20 +434,74 @@ pub fn build(
     Ok(pipeline)
 }
 
-/// Updates the overlay text from each frame's capture time before it is drawn.
-fn add_overlay_probe(overlay: &gst::Element) -> Result<(), BuildError> {
-    let pad = overlay
-        .static_pad("video_sink")
-        .ok_or_else(|| BuildError::Other("textoverlay has no video_sink pad".into()))?;
-    let weak = overlay.downgrade();
+/// Burns `PUB hh:mm:ss.mmm` (the frame's capture time, UTC) into each raw
+/// frame on its way to the encoder (see `overlay`).
+fn add_overlay_probe(element: &gst::Element) -> Result<(), BuildError> {
+    let pad = element
+        .static_pad("src")
+        .ok_or_else(|| BuildError::Other("enc_in_caps has no src pad".into()))?;
+    let weak = element.downgrade();
+    let info_cache: Mutex<Option<(gst::Caps, gst_video::VideoInfo)>> = Mutex::new(None);
     pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-        if let (Some(overlay), Some(buffer)) = (weak.upgrade(), info.buffer()) {
-            let us = CaptureClock::capture_us(&overlay, running_time(pad, buffer.pts()));
-            overlay.set_property("text", format!("PUB {}", clock_text(us)));
+        let Some(element) = weak.upgrade() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let Some(caps) = pad.current_caps() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let Ok(mut cache) = info_cache.lock() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        if cache.as_ref().is_none_or(|(c, _)| *c != caps) {
+            *cache = gst_video::VideoInfo::from_caps(&caps)
+                .ok()
+                .map(|i| (caps, i));
+        }
+        let Some((_, vinfo)) = cache.as_ref() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data {
+            let us = CaptureClock::capture_us(&element, running_time(pad, buffer.pts()));
+            draw_clock(buffer.make_mut(), vinfo, &format!("PUB {}", clock_text(us)));
         }
         gst::PadProbeReturn::Ok
     });
     Ok(())
+}
+
+/// Draws `text` top left on an I420 or NV12 frame; other formats are left alone.
+fn draw_clock(buffer: &mut gst::BufferRef, vinfo: &gst_video::VideoInfo, text: &str) {
+    use crate::overlay::{draw, scale_for, Chroma, Frame};
+    let chroma = match vinfo.format() {
+        gst_video::VideoFormat::I420 => Chroma::Planar,
+        gst_video::VideoFormat::Nv12 => Chroma::Interleaved,
+        _ => return,
+    };
+    let Ok(mut frame) = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, vinfo) else {
+        return;
+    };
+    let (width, height) = (vinfo.width() as usize, vinfo.height() as usize);
+    // The frame's own strides (a video meta may differ from the caps' defaults).
+    let strides: Vec<usize> = frame
+        .plane_stride()
+        .iter()
+        .map(|s| usize::try_from(*s).unwrap_or(0))
+        .collect();
+    let stride = |i: usize| strides.get(i).copied().unwrap_or(0);
+    let [y, u, v, _] = frame.planes_data_mut();
+    let mut f = Frame {
+        width,
+        height,
+        y,
+        y_stride: stride(0),
+        u,
+        u_stride: stride(1),
+        v,
+        v_stride: stride(2),
+        chroma,
+    };
+    let scale = scale_for(height);
+    draw(&mut f, text, scale * 2, scale * 2, scale);
 }
 
 /// Counts frames the source skipped: its buffers' offsets are frame numbers

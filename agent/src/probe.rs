@@ -71,17 +71,7 @@ pub fn probe_device(path: &Path) -> std::io::Result<Option<DeviceCaps>> {
         for fs in dev.enum_framesizes(desc.fourcc).unwrap_or_default() {
             match fs.size {
                 FrameSizeEnum::Discrete(d) => {
-                    let fps = dev
-                        .enum_frameintervals(desc.fourcc, d.width, d.height)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter_map(|fi| match fi.interval {
-                            FrameIntervalEnum::Discrete(f) => rate(f.numerator, f.denominator),
-                            FrameIntervalEnum::Stepwise(s) => {
-                                rate(s.min.numerator, s.min.denominator)
-                            }
-                        })
-                        .collect();
+                    let fps = rates(&dev, desc.fourcc, d.width, d.height);
                     sizes.push(SizeCaps::Discrete {
                         width: d.width,
                         height: d.height,
@@ -89,16 +79,8 @@ pub fn probe_device(path: &Path) -> std::io::Result<Option<DeviceCaps>> {
                     });
                 }
                 FrameSizeEnum::Stepwise(s) => {
-                    let max_fps = dev
-                        .enum_frameintervals(desc.fourcc, s.max_width, s.max_height)
-                        .unwrap_or_default()
+                    let max_fps = rates(&dev, desc.fourcc, s.max_width, s.max_height)
                         .into_iter()
-                        .filter_map(|fi| match fi.interval {
-                            FrameIntervalEnum::Discrete(f) => rate(f.numerator, f.denominator),
-                            FrameIntervalEnum::Stepwise(s) => {
-                                rate(s.min.numerator, s.min.denominator)
-                            }
-                        })
                         .reduce(f64::max)
                         .unwrap_or(30.0);
                     sizes.push(SizeCaps::Stepwise {
@@ -121,6 +103,19 @@ pub fn probe_device(path: &Path) -> std::io::Result<Option<DeviceCaps>> {
         driver: caps.driver,
         formats,
     }))
+}
+
+/// The frame rates a device offers for a format and size (for a stepwise
+/// range of intervals, its fastest).
+fn rates(dev: &v4l::Device, fourcc: v4l::FourCC, width: u32, height: u32) -> Vec<f64> {
+    dev.enum_frameintervals(fourcc, width, height)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|fi| match fi.interval {
+            FrameIntervalEnum::Discrete(f) => rate(f.numerator, f.denominator),
+            FrameIntervalEnum::Stepwise(s) => rate(s.min.numerator, s.min.denominator),
+        })
+        .collect()
 }
 
 /// Frames per second of a frame interval `num/den` seconds.
