@@ -239,7 +239,7 @@ pub struct Status {
     /// Whether the agent is connected and running.
     pub online: bool,
     /// When this status was produced, µs since the Unix epoch (device clock). For the Last Will,
-    /// when the connection it covers was made.
+    /// when the agent started (the will is registered in advance).
     pub ts_us: i64,
     /// Version of glasswatch-agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
