@@ -35,7 +35,8 @@ cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 }
-trap cleanup INT TERM EXIT
+trap 'cleanup; exit 0' INT TERM
+trap cleanup EXIT
 
 mediamtx="${MEDIAMTX_BIN:-$(command -v mediamtx || true)}"
 if [ -n "$mediamtx" ] && [ -x "$mediamtx" ]; then
