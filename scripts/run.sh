@@ -71,6 +71,7 @@ for port in "$RTSP_PORT" "$MQTT_PORT"; do
   done
 done
 
+rm -f "$RUN_DIR/frames.jsonl"
 cat > "$RUN_DIR/agent.toml" <<TOML
 device_id = "$DEVICE_ID"
 frame_log = "$RUN_DIR/frames.jsonl"
