@@ -149,7 +149,11 @@ fn run(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run_async(config))
+    let result = runtime.block_on(run_async(config));
+    // Dropping a runtime waits for blocking tasks without limit; a pipeline
+    // stuck going to NULL must not keep the process from exiting.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    result
 }
 
 async fn run_async(config: Config) -> anyhow::Result<()> {
