@@ -202,3 +202,41 @@ fn systemd_notifications_and_clean_sigterm_while_publishing() {
         started.elapsed()
     );
 }
+
+#[test]
+fn probe_lists_encoders_and_explains_each_streams_choice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        "device_id = \"d\"\n[[stream]]\nid = \"pattern\"\nsource = \"test\"\n\
+         [[stream]]\nid = \"cam\"\nsource = \"/dev/video-glasswatch-absent\"\nencoder = \"x264\"\n",
+    )
+    .unwrap();
+    let out = Command::new(AGENT)
+        .arg("--config")
+        .arg(&path)
+        .arg("probe")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "H.264 encoders offered by GStreamer",
+        "x264enc (software):               yes",
+        "V4L2 capture devices:",
+        "pattern (source test):",
+        "capture: test pattern 1280x720@30 (videotestsrc)",
+        "encoder: x264enc — x264 in software",
+        "/dev/video-glasswatch-absent not found now; the agent will wait for it",
+    ] {
+        assert!(
+            text.contains(expected),
+            "probe output lacks {expected:?}:\n{text}"
+        );
+    }
+}
