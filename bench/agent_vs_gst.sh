@@ -14,19 +14,14 @@ cd "$(dirname "$0")/.."
 secs="${1:-30}"
 # OVERLAY=0 compares the two without the burnt-in clock (the agent redraws it every frame).
 overlay="${OVERLAY:-1}"
-cargo build --release --locked -p glasswatch-agent -p glasswatch-testkit --bins >/dev/null
+. bench/lib.sh
 
-work="$(mktemp -d)"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rtsp=$(free_port); http=$(free_port)
 target/release/glasswatch-test-origin --rtsp-port "$rtsp" --http-port "$http" --dir "$work/hls" \
   --path bench-agent --path bench-gst > "$work/origin.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$rtsp") 2>/dev/null && break; sleep 0.1; done
+wait_port "$rtsp"
 
 cat > "$work/agent.toml" <<TOML
 device_id = "bench"
@@ -60,8 +55,6 @@ gst-launch-1.0 -q videotestsrc is-live=true pattern=ball \
   ! rtspclientsink location="rtsp://127.0.0.1:$rtsp/bench-gst" protocols=tcp latency=0 > "$work/gst.log" 2>&1 &
 gst=$!; pids+=($gst)
 
-ticks=$(getconf CLK_TCK)
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 sleep 5
 a0=$(cpu $agent); g0=$(cpu $gst); t0=$(date +%s.%N)
 sleep "$secs"

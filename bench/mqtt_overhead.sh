@@ -11,14 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-30}"
-cargo build --release --locked -p glasswatch-agent -p glasswatch-testkit --bins >/dev/null
+. bench/lib.sh
 
-work="$(mktemp -d)"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; }
 
 mq=$(free_port); rtsp=$(free_port); http=$(free_port)
 printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$mq" > "$work/mosquitto.conf"
@@ -72,8 +66,6 @@ print(f"{sum(counts)} records in {len(counts)} batches; {sum(sizes)/max(1,sum(co
 print(f"sent_us -> subscriber: p50 {pct(0.5):.1f} ms, p95 {pct(0.95):.1f} ms, max {lat[-1]/1000:.1f} ms")
 PY
 
-ticks=$(getconf CLK_TCK)
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 sleep 5
 a0=$(cpu $on); b0=$(cpu $off); t0=$(date +%s.%N)
 sleep "$secs"

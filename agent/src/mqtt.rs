@@ -101,10 +101,6 @@ impl FrameQueue {
         self.items.is_empty()
     }
 
-    pub fn capacity(&self) -> usize {
-        self.cap
-    }
-
     /// Records dropped because the queue was full, since start.
     pub fn dropped(&self) -> u64 {
         self.dropped

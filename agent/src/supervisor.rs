@@ -47,8 +47,6 @@ pub struct StreamState {
     pub heartbeat_us: AtomicU64,
     /// Set once the first start attempt has finished, either way.
     pub attempted: AtomicBool,
-    /// Pipeline starts so far.
-    pub starts: AtomicU64,
     /// What the current pipeline publishes, for the status message.
     info: Mutex<Option<StreamInfo>>,
     /// Bumped whenever `info` changes, so the status is published again.
@@ -63,7 +61,6 @@ impl StreamState {
             counters: Arc::new(StreamCounters::default()),
             heartbeat_us: AtomicU64::new(now_u64()),
             attempted: AtomicBool::new(false),
-            starts: AtomicU64::new(0),
             info: Mutex::new(None),
             info_gen: AtomicU64::new(0),
         })
@@ -317,7 +314,6 @@ impl Supervisor {
             Ok(p) => p,
             Err(e) => return Outcome::Failed(format!("cannot build the pipeline: {e}")),
         };
-        self.state.starts.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             stream = id,
             session = %crate::report::session_hex(session),

@@ -2,6 +2,9 @@
 
 use std::collections::HashMap;
 
+use glasswatch_common::fingerprint::to_hex;
+use glasswatch_common::sei::FrameStamp;
+
 /// One line of a fixture's truth.jsonl: what the publisher put in a frame.
 #[derive(Debug, serde::Deserialize)]
 pub struct Truth {
@@ -17,4 +20,21 @@ pub fn parse_truth(text: &str) -> HashMap<u64, Truth> {
         .map(|l| serde_json::from_str::<Truth>(l).unwrap())
         .map(|t| (t.seq, t))
         .collect()
+}
+
+/// Checks a frame read back against the publisher's truth for its seq.
+pub fn check_frame(
+    truth: &HashMap<u64, Truth>,
+    stamp: &FrameStamp,
+    keyframe: bool,
+    fingerprint: Option<u64>,
+) {
+    let t = &truth[&stamp.seq];
+    assert_eq!(stamp.capture_us, t.capture_us, "seq {}", t.seq);
+    assert_eq!(stamp.keyframe, t.keyframe, "seq {}", t.seq);
+    assert_eq!(keyframe, t.keyframe, "seq {}", t.seq);
+    assert_eq!(
+        fingerprint.map(to_hex).as_deref(),
+        Some(t.fingerprint.as_str())
+    );
 }

@@ -1,0 +1,15 @@
+# Shared helpers of the benchmark scripts (sourced, not run): a work dir and
+# child processes cleaned up on exit, free loopback ports, waits, CPU ticks.
+
+work="$(mktemp -d)"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; }
+# utime + stime of a process, in clock ticks.
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+ticks=$(getconf CLK_TCK)
+
+cargo build --release --locked -p glasswatch-agent -p glasswatch-testkit --bins >/dev/null
