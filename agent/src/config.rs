@@ -11,29 +11,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use glasswatch_common::config::{invalid_at, invalid_key, parse_toml};
+pub use glasswatch_common::config::{Bounded, BrokerUrl, ConfigError, Id};
 use serde::{Deserialize, Deserializer};
 
 /// The commented sample configuration, also the documentation of every key.
 pub const SAMPLE: &str = include_str!("../glasswatch-agent.toml");
-
-/// Where a config error was found, and what is wrong.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{file}: cannot read: {source}")]
-    Read {
-        file: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{file}:{line}:{column}: key `{key}`: {message}")]
-    Invalid {
-        file: PathBuf,
-        line: usize,
-        column: usize,
-        key: String,
-        message: String,
-    },
-}
 
 /// The whole agent configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -120,71 +103,6 @@ impl Default for Mqtt {
             buffer_seconds: Bounded(120),
             keep_alive_s: Bounded(5),
         }
-    }
-}
-
-/// A broker address from `mqtt://host[:port]` or `mqtts://host[:port]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerUrl {
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
-}
-
-impl BrokerUrl {
-    pub fn parse(s: &str) -> Result<BrokerUrl, String> {
-        let (tls, rest) = if let Some(r) = s.strip_prefix("mqtts://") {
-            (true, r)
-        } else if let Some(r) = s.strip_prefix("mqtt://") {
-            (false, r)
-        } else {
-            return Err(format!("`{s}` must start with mqtt:// or mqtts://"));
-        };
-        let rest = rest.trim_end_matches('/');
-        let default_port = if tls { 8883 } else { 1883 };
-        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or_else(|| format!("`{s}`: unclosed [ in an IPv6 address"))?;
-            let port = match after.strip_prefix(':') {
-                Some(p) => p.parse().map_err(|_| format!("`{s}`: bad port `{p}`"))?,
-                None if after.is_empty() => default_port,
-                None => return Err(format!("`{s}`: unexpected `{after}` after the address")),
-            };
-            (h.to_owned(), port)
-        } else {
-            match rest.rsplit_once(':') {
-                Some((h, p)) => (
-                    h.to_owned(),
-                    p.parse().map_err(|_| format!("`{s}`: bad port `{p}`"))?,
-                ),
-                None => (rest.to_owned(), default_port),
-            }
-        };
-        if host.is_empty() || host.contains(['/', '@', '?', '#']) {
-            return Err(format!(
-                "`{s}`: expected mqtt[s]://host[:port] with no path or user info"
-            ));
-        }
-        Ok(BrokerUrl { tls, host, port })
-    }
-}
-
-impl fmt::Display for BrokerUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = if self.tls { "mqtts" } else { "mqtt" };
-        if self.host.contains(':') {
-            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{scheme}://{}:{}", self.host, self.port)
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for BrokerUrl {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        BrokerUrl::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -282,76 +200,11 @@ pub enum Transport {
     Udp,
 }
 
-/// A device or stream id: `[a-z0-9_-]{1,64}` (DESIGN.md, MQTT topics).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Id(String);
-
-impl Id {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Checks the id grammar; the error says what is wrong.
-    pub fn parse(s: &str) -> Result<Id, String> {
-        if s.is_empty() || s.len() > 64 {
-            return Err(format!(
-                "`{s}` must be 1 to 64 characters long (it has {})",
-                s.len()
-            ));
-        }
-        if let Some(c) = s
-            .chars()
-            .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
-        {
-            return Err(format!(
-                "`{s}` contains {c:?}; ids may only use a-z, 0-9, '_' and '-'"
-            ));
-        }
-        Ok(Id(s.to_owned()))
-    }
-}
-
-impl fmt::Display for Id {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Id {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Id::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-/// An unsigned integer that must lie in `MIN..=MAX`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bounded<const MIN: u32, const MAX: u32>(pub u32);
-
-impl<const MIN: u32, const MAX: u32> Bounded<MIN, MAX> {
-    pub fn get(self) -> u32 {
-        self.0
-    }
-}
-
-impl<'de, const MIN: u32, const MAX: u32> Deserialize<'de> for Bounded<MIN, MAX> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = i64::deserialize(d)?;
-        if v < i64::from(MIN) || v > i64::from(MAX) {
-            return Err(serde::de::Error::custom(format!(
-                "{v} is out of range, expected {MIN} to {MAX}"
-            )));
-        }
-        // In range of u32 by the check above.
-        Ok(Bounded(v as u32))
-    }
-}
-
 fn default_streams() -> Vec<toml::Spanned<StreamConfig>> {
     vec![toml::Spanned::new(
         0..0,
         StreamConfig {
-            id: Id("cam0".into()),
+            id: Id::parse("cam0").expect("a literal valid id"),
             source: Source::Auto,
             width: default_width(),
             height: default_height(),
@@ -413,32 +266,7 @@ impl Config {
 
     /// Parses and validates config text; `file` is only used in errors.
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
-        let de = toml::Deserializer::parse(text).map_err(|e| {
-            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-            ConfigError::Invalid {
-                file: file.to_owned(),
-                line,
-                column,
-                key: "(syntax)".into(),
-                message: e.message().trim().to_owned(),
-            }
-        })?;
-        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let message = inner.message().trim().to_owned();
-            let (line, column) = inner
-                .span()
-                .map(|s| line_col(text, s.start))
-                .unwrap_or((1, 1));
-            ConfigError::Invalid {
-                file: file.to_owned(),
-                line,
-                column,
-                key: key_name(&path, &message),
-                message,
-            }
-        })?;
+        let config: Config = parse_toml(text, file)?;
         config.check_unique_ids(text, file)?;
         config.check_mqtt(text, file)?;
         Ok(config)
@@ -448,17 +276,16 @@ impl Config {
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, s) in self.streams.iter().enumerate() {
             if let Some(first) = seen.insert(s.get_ref().id.as_str(), i) {
-                let (line, column) = line_col(text, s.span().start);
-                return Err(ConfigError::Invalid {
-                    file: file.to_owned(),
-                    line,
-                    column,
-                    key: format!("stream[{i}].id"),
-                    message: format!(
+                return Err(invalid_at(
+                    text,
+                    file,
+                    s.span().start,
+                    &format!("stream[{i}].id"),
+                    format!(
                         "stream id `{}` is already used by stream[{first}]; ids must be unique on a device",
                         s.get_ref().id
                     ),
-                });
+                ));
             }
         }
         Ok(())
@@ -483,18 +310,7 @@ impl Config {
         };
         match problem {
             None => Ok(()),
-            Some((key, message)) => {
-                let leaf = key.rsplit('.').next().unwrap_or(key);
-                let offset = find_key(text, leaf).unwrap_or(0);
-                let (line, column) = line_col(text, offset);
-                Err(ConfigError::Invalid {
-                    file: file.to_owned(),
-                    line,
-                    column,
-                    key: key.to_owned(),
-                    message,
-                })
-            }
+            Some((key, message)) => Err(invalid_key(text, file, key, message)),
         }
     }
 
@@ -502,46 +318,6 @@ impl Config {
     pub fn streams(&self) -> impl Iterator<Item = &StreamConfig> {
         self.streams.iter().map(|s| s.get_ref())
     }
-}
-
-/// Builds the key to report: the path serde was at, plus the field a
-/// "missing field" or "unknown field" message names.
-fn key_name(path: &str, message: &str) -> String {
-    // `toml::Spanned` shows up in serde's path as a private field; hide it.
-    let path = path.replace(".$__serde_spanned_private_value", "");
-    let path = path.as_str();
-    let named = ["missing field `", "unknown field `"]
-        .iter()
-        .find_map(|p| message.strip_prefix(p))
-        .and_then(|rest| rest.split('`').next());
-    match (path, named) {
-        (".", Some(field)) => field.to_owned(),
-        (p, Some(field)) if !p.ends_with(field) => format!("{p}.{field}"),
-        (p, _) => p.to_owned(),
-    }
-}
-
-/// Byte offset of the line assigning `key` (`key =` at a line start).
-fn find_key(text: &str, key: &str) -> Option<usize> {
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let t = line.trim_start();
-        if t.strip_prefix(key)
-            .is_some_and(|rest| rest.trim_start().starts_with('='))
-        {
-            return Some(offset + (line.len() - t.len()));
-        }
-        offset += line.len();
-    }
-    None
-}
-
-/// 1-based line and column of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-    (line, column)
 }
 
 #[cfg(test)]
@@ -685,12 +461,5 @@ mod tests {
         assert_eq!((line, key.as_str()), (4, "mqtt.password_file"));
         let (_, key, _) = err("device_id = \"a\"\n[mqtt]\ntopic_root = \"a/#\"\n");
         assert_eq!(key, "mqtt.topic_root");
-    }
-
-    #[test]
-    fn line_col_counts_from_one() {
-        assert_eq!(line_col("ab\ncd", 0), (1, 1));
-        assert_eq!(line_col("ab\ncd", 4), (2, 2));
-        assert_eq!(line_col("ab", 99), (1, 3));
     }
 }

@@ -25,10 +25,11 @@ use anyhow::Context as _;
 use glasswatch_common::messages::{
     self, ClockPing, ClockPong, FramesBatch, Stats, Status, SCHEMA_STATUS,
 };
+use glasswatch_common::mqtt_client;
 use glasswatch_common::topics::Topics;
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions,
-    Outgoing, Packet, QoS, TlsConfiguration, Transport,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, Outgoing, Packet,
+    QoS,
 };
 use tokio::sync::mpsc;
 
@@ -163,10 +164,18 @@ impl MqttReporter {
         streams: &[(String, u32)],
     ) -> anyhow::Result<MqttReporter> {
         let topics = Topics::new(&cfg.topic_root).context("mqtt.topic_root")?;
-        let mut opts = MqttOptions::new(device, cfg.url.host.clone(), cfg.url.port);
-        opts.set_keep_alive(Duration::from_secs(u64::from(cfg.keep_alive_s.get())));
+        let mut opts = mqtt_client::options(
+            &mqtt_client::ClientSettings {
+                url: &cfg.url,
+                username: cfg.username.as_deref(),
+                password: cfg.password.as_deref(),
+                password_file: cfg.password_file.as_deref(),
+                ca_file: cfg.ca_file.as_deref(),
+                keep_alive_s: cfg.keep_alive_s.get(),
+            },
+            device,
+        )?;
         opts.set_clean_session(true);
-        opts.set_max_packet_size(4 << 20, 4 << 20);
         opts.set_inflight(64);
         let will = Status::offline(device, wall_us(), "connection lost (last will)");
         opts.set_last_will(LastWill::new(
@@ -175,24 +184,6 @@ impl MqttReporter {
             QoS::AtLeastOnce,
             true,
         ));
-        if let Some(user) = &cfg.username {
-            let password = match (&cfg.password, &cfg.password_file) {
-                (Some(p), _) => p.clone(),
-                (None, Some(path)) => std::fs::read_to_string(path)
-                    .with_context(|| format!("reading mqtt.password_file {}", path.display()))?
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned(),
-                (None, None) => String::new(),
-            };
-            opts.set_credentials(user.clone(), password);
-        }
-        if cfg.url.tls {
-            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-                Arc::new(tls_config(cfg.ca_file.as_deref())?),
-            )));
-        }
         let (client, eventloop) = AsyncClient::new(opts, 256);
         let (tx, events) = mpsc::channel(1024);
         tokio::spawn(drive(eventloop, tx));
@@ -532,46 +523,6 @@ async fn drive(mut eventloop: EventLoop, tx: mpsc::Sender<Forwarded>) {
             tokio::time::sleep(Duration::from_millis(backoff.next_wait())).await;
         }
     }
-}
-
-/// rustls with ring, trusting `ca_file` (PEM) or else the system's roots.
-fn tls_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let pem = std::fs::read(path)
-                .with_context(|| format!("reading mqtt.ca_file {}", path.display()))?;
-            let mut n = 0;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert.with_context(|| format!("parsing {}", path.display()))?;
-                roots
-                    .add(cert)
-                    .with_context(|| format!("adding a CA from {}", path.display()))?;
-                n += 1;
-            }
-            anyhow::ensure!(
-                n > 0,
-                "mqtt.ca_file {} holds no PEM certificate",
-                path.display()
-            );
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for cert in found.certs {
-                let _ = roots.add(cert);
-            }
-            anyhow::ensure!(
-                !roots.is_empty(),
-                "no system CA certificates found; set mqtt.ca_file"
-            );
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 #[cfg(test)]

@@ -7,8 +7,12 @@
 //! It deliberately depends on neither GStreamer, tokio, axum nor any database,
 //! and does no network work: an MQTT client is the user's choice.
 
+#[cfg(feature = "config")]
+pub mod config;
 pub mod fingerprint;
 pub mod h264;
 pub mod messages;
+#[cfg(feature = "mqtt-client")]
+pub mod mqtt_client;
 pub mod sei;
 pub mod topics;
