@@ -1,13 +1,21 @@
-//! glasswatch-collector as a library: the stages the binary will wire together.
+//! glasswatch-collector as a library: reads every stream back over
+//! (LL-)HLS, matches frames to the agents' records and measures latency per
+//! frame, clock-corrected, without decoding.
 //!
-//! Today, the pure parts: the readers of what an origin serves over
-//! (LL-)HLS, so the collector finds each frame's stamp and fingerprint
-//! without decoding (`hls`); matching frames to their records with the
-//! per-frame figures (`matcher`); the device clock offset (`clock`); and
-//! per-window summaries (`aggregate`). The MQTT ingest, the HLS receiver
-//! tasks and the publishing of summaries come next.
+//! - `hls`: pure readers of what an origin serves (playlists, fMP4, MPEG-TS).
+//! - `matcher`, `clock`, `aggregate`: per-frame figures, the device clock
+//!   offset, per-window summaries (pure state).
+//! - `hub`: the registry and the rules tying them together (pure state).
+//! - `receiver`: one HLS reading task per stream.
+//! - `run`: the runtime (MQTT client, embedded `broker`, receivers, `api`).
 
 pub mod aggregate;
+pub mod api;
+pub mod broker;
 pub mod clock;
+pub mod config;
 pub mod hls;
+pub mod hub;
 pub mod matcher;
+pub mod receiver;
+pub mod run;

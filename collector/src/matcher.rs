@@ -19,6 +19,8 @@ use crate::clock::ClockOffset;
 pub struct Stored {
     pub record: FrameRecord,
     pub fingerprint: Option<u64>,
+    /// A frame over HLS was matched to this record.
+    pub seen: bool,
 }
 
 /// What happened to an inserted record.
@@ -44,8 +46,12 @@ pub struct RecordStore {
     max_records: usize,
     by_id: HashMap<(u64, i64), Stored>,
     by_fingerprint: HashMap<u64, (u64, i64)>,
+    /// The latest record of each `seq` (any session).
+    by_seq: HashMap<u64, i64>,
     /// Insertion order with capture time, for eviction.
     order: VecDeque<(i64, (u64, i64))>,
+    /// Records not yet handed out by [`RecordStore::settle`], in insertion order.
+    unsettled: VecDeque<(i64, (u64, i64))>,
     duplicates: u64,
 }
 
@@ -58,7 +64,9 @@ impl RecordStore {
             max_records: max_records.max(1),
             by_id: HashMap::new(),
             by_fingerprint: HashMap::new(),
+            by_seq: HashMap::new(),
             order: VecDeque::new(),
+            unsettled: VecDeque::new(),
             duplicates: 0,
         }
     }
@@ -83,11 +91,14 @@ impl RecordStore {
             self.by_fingerprint.insert(fp, key);
         }
         self.order.push_back((now_us, key));
+        self.unsettled.push_back((now_us, key));
+        self.by_seq.insert(key.0, key.1);
         self.by_id.insert(
             key,
             Stored {
                 record,
                 fingerprint: fp,
+                seen: false,
             },
         );
         Insert::New
@@ -100,6 +111,9 @@ impl RecordStore {
                     if self.by_fingerprint.get(&fp) == Some(&key) {
                         self.by_fingerprint.remove(&fp);
                     }
+                }
+                if self.by_seq.get(&key.0) == Some(&key.1) {
+                    self.by_seq.remove(&key.0);
                 }
             }
         }
@@ -129,6 +143,47 @@ impl RecordStore {
             .and_then(|fp| self.by_fingerprint.get(&fp))
             .and_then(|k| self.by_id.get(k))
             .map(|s| (s, MatchedBy::Fingerprint))
+    }
+
+    /// Like [`RecordStore::find`], and marks the record as seen over HLS.
+    pub fn take_match(
+        &mut self,
+        stamp: Option<(u64, i64)>,
+        fingerprint: Option<u64>,
+    ) -> Option<(&Stored, MatchedBy)> {
+        let (key, by) = match stamp.filter(|k| self.by_id.contains_key(k)) {
+            Some(k) => (k, MatchedBy::Stamp),
+            None => (
+                *fingerprint.and_then(|fp| self.by_fingerprint.get(&fp))?,
+                MatchedBy::Fingerprint,
+            ),
+        };
+        let stored = self.by_id.get_mut(&key)?;
+        stored.seen = true;
+        Some((stored, by))
+    }
+
+    /// Whether a record with this `seq` is held (of any session).
+    pub fn has_seq(&self, seq: u64) -> bool {
+        self.by_seq.contains_key(&seq)
+    }
+
+    /// The records stored before `cutoff_us` that were not handed out yet,
+    /// each once, with whether HLS delivered their frame: a record that was
+    /// not seen by then is a frame that never reached HLS. Records evicted
+    /// before they settle are not returned.
+    pub fn settle(&mut self, cutoff_us: i64) -> Vec<&Stored> {
+        let mut keys = Vec::new();
+        while self
+            .unsettled
+            .front()
+            .is_some_and(|(at, _)| *at <= cutoff_us)
+        {
+            if let Some((_, key)) = self.unsettled.pop_front() {
+                keys.push(key);
+            }
+        }
+        keys.iter().filter_map(|k| self.by_id.get(k)).collect()
     }
 
     pub fn len(&self) -> usize {
@@ -235,6 +290,30 @@ mod tests {
         s.evict(10_000_000);
         assert!(s.is_empty());
         assert_eq!(s.insert(record(9, 0, 9), 10_000_000), Insert::TooOld);
+    }
+
+    #[test]
+    fn settle_reports_each_record_once_with_whether_it_was_seen() {
+        let mut s = RecordStore::new(30_000_000, 100);
+        for i in 0..4u64 {
+            s.insert(record(i, i as i64 * 1000, 100 + i), i as i64 * 1000);
+        }
+        assert!(s.take_match(Some((1, 1000)), None).is_some());
+        assert!(s.take_match(None, Some(102)).is_some());
+        assert!(s.has_seq(3) && !s.has_seq(4));
+        let settled: Vec<_> = s
+            .settle(2_000)
+            .iter()
+            .map(|r| (r.record.seq, r.seen))
+            .collect();
+        assert_eq!(settled, vec![(0, false), (1, true), (2, true)]);
+        assert!(s.settle(2_000).is_empty());
+        let settled: Vec<_> = s
+            .settle(9_000)
+            .iter()
+            .map(|r| (r.record.seq, r.seen))
+            .collect();
+        assert_eq!(settled, vec![(3, false)]);
     }
 
     #[test]

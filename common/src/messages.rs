@@ -29,6 +29,8 @@ pub const SCHEMA_STATS: &str = "glasswatch.stats/1";
 pub const SCHEMA_CLOCK_PING: &str = "glasswatch.clock_ping/1";
 /// `"schema"` of a [`ClockPong`].
 pub const SCHEMA_CLOCK_PONG: &str = "glasswatch.clock_pong/1";
+/// Schema id of [`Latency`].
+pub const SCHEMA_LATENCY: &str = "glasswatch.latency/1";
 
 /// [`Status::reason`] of the offline status an agent publishes when it shuts down cleanly.
 pub const REASON_SHUTDOWN: &str = "shutdown";
@@ -291,7 +293,7 @@ impl Message for Status {
 }
 
 /// One stream a device publishes, as described in its status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct StreamInfo {
     /// Stream id, as in the stream topics.
     #[schemars(pattern(ID_PATTERN))]
@@ -480,6 +482,100 @@ impl Message for ClockPong {
     const NAME: &'static str = "clock_pong";
 }
 
+/// The collector's measurement of one stream over one window (normally one second), on
+/// `{root}/v1/devices/{device}/streams/{stream}/latency`, QoS 0, retained. Wall-clock times are on
+/// the collector's clock; the cross-clock figures (glass-to-HLS, origin+delivery) are corrected by
+/// the measured clock offset of the device and carry `uncertainty_ms`. Figures are null when the
+/// window saw no matched frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Latency {
+    /// Always "glasswatch.latency/1".
+    #[schemars(extend("const" = SCHEMA_LATENCY))]
+    pub schema: String,
+    /// Device id, as in the topic.
+    #[schemars(pattern(ID_PATTERN))]
+    pub device: String,
+    /// Stream id, as in the topic.
+    #[schemars(pattern(ID_PATTERN))]
+    pub stream: String,
+    /// Start of the window, µs since the Unix epoch (collector clock).
+    pub window_start_us: i64,
+    /// End of the window, µs since the Unix epoch (collector clock).
+    pub window_end_us: i64,
+    /// Frames seen over HLS and matched to their records in the window.
+    pub frames: u64,
+    /// Of those, frames matched by fingerprint because their SEI stamp was missing.
+    pub matched_by_fingerprint: u64,
+    /// Frames seen over HLS that no record matched within the wait (their stamp or fingerprint
+    /// was unknown).
+    pub unmatched: u64,
+    /// Glass-to-HLS (available − capture) median, ms.
+    pub p50_ms: Option<f64>,
+    /// Glass-to-HLS 95th percentile, ms.
+    pub p95_ms: Option<f64>,
+    /// Glass-to-HLS 99th percentile, ms.
+    pub p99_ms: Option<f64>,
+    /// Glass-to-HLS maximum, ms.
+    pub max_ms: Option<f64>,
+    /// Frames seen over HLS per second in the window.
+    #[schemars(range(min = 0.0))]
+    pub receiver_fps: f64,
+    /// Frames per second the agent reported sending (its latest stats), if any arrived.
+    pub publisher_fps: Option<f64>,
+    /// Frames lost between the agent and the reader in the window: seq gaps in what HLS delivered
+    /// plus frames reported over MQTT that never reached HLS, each frame counted once.
+    pub dropped: u64,
+    /// Mean time per stage of the matched frames.
+    pub breakdown: Breakdown,
+    /// The device clock as the collector measured it.
+    pub clock: ClockEstimate,
+    /// How the stream was read.
+    pub hls: HlsReading,
+}
+
+/// Mean per-stage times of a window's frames, ms. Their sum is the mean glass-to-HLS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Breakdown {
+    /// encoded − capture (device clock).
+    pub encode_ms: Option<f64>,
+    /// sent − encoded (device clock).
+    pub publish_ms: Option<f64>,
+    /// available − sent (across clocks, offset-corrected): the origin's muxing and the delivery.
+    pub origin_delivery_ms: Option<f64>,
+}
+
+/// The clock offset in use for a device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ClockEstimate {
+    /// Whether an offset was measured and applied; without one, device times are taken as they
+    /// are and the uncertainty does not cover the clocks' difference.
+    pub synced: bool,
+    /// Device clock minus collector clock, ms.
+    pub offset_ms: Option<f64>,
+    /// ± of every cross-clock figure, ms: half the round trip of the clock sample in use plus
+    /// what the reader adds (half the reload interval for classic HLS).
+    #[schemars(range(min = 0.0))]
+    pub uncertainty_ms: f64,
+}
+
+/// How the collector read the stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HlsReading {
+    /// "ll-hls" (blocking playlist reload, parts) or "hls" (polled playlist, segments).
+    pub mode: String,
+    /// "fmp4" or "mpegts".
+    pub container: String,
+    /// The media playlist URL being read (session query included).
+    pub url: String,
+    /// Malformed playlists, parts or segments skipped in the window.
+    pub errors: u64,
+}
+
+impl Message for Latency {
+    const SCHEMA: &'static str = SCHEMA_LATENCY;
+    const NAME: &'static str = "latency";
+}
+
 /// The JSON Schemas (draft 2020-12) of every payload and of a frame record, with the file name
 /// each has in `docs/schemas/`. Descriptions are the types' doc comments, unwrapped.
 pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
@@ -494,6 +590,7 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("stats.schema.json", schema::<Stats>()),
         ("clock_ping.schema.json", schema::<ClockPing>()),
         ("clock_pong.schema.json", schema::<ClockPong>()),
+        ("latency.schema.json", schema::<Latency>()),
         ("frame_record.schema.json", schema::<FrameRecord>()),
     ]
 }

@@ -1,0 +1,797 @@
+//! The collector's state and its rules, without I/O: the registry of devices
+//! and streams (from status and the Last Will), each stream's recent frame
+//! records, matching what the HLS receivers saw to those records, the clock
+//! offset of each device, and the per-second summaries.
+//!
+//! The runtime (`run.rs`) feeds it MQTT messages, receiver reports and the
+//! time, and carries out what it answers: start or stop a receiver, send a
+//! clock ping, hand a summary to the sink. Every method is given `now_us`
+//! (collector clock), so the rules are tested without sleeping.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use glasswatch_common::messages::{
+    Breakdown, ClockEstimate, ClockPing, ClockPong, FramesBatch, HlsReading, Latency, Stats,
+    Status, SCHEMA_LATENCY,
+};
+
+use crate::aggregate::Window;
+use crate::clock::{ClockEstimator, ClockOffset};
+use crate::matcher::{latency, Insert, MatchedBy, RecordStore};
+use crate::receiver::{Event, Reading, SeenFrame, StreamKey};
+
+/// The hub's tunables (from the config).
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub retention_us: i64,
+    /// How long a frame waits for its record, and a record for its frame.
+    pub wait_us: i64,
+    pub clock_window_us: i64,
+    pub max_rtt_us: i64,
+    pub ping_interval_us: i64,
+    /// Most records kept per stream.
+    pub max_records: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            retention_us: 30_000_000,
+            wait_us: 3_000_000,
+            clock_window_us: 60_000_000,
+            max_rtt_us: 2_000_000,
+            ping_interval_us: 3_000_000,
+            max_records: 30 * 240,
+        }
+    }
+}
+
+/// What the runtime must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    StartReceiver { key: StreamKey, url: String },
+    StopReceiver { key: StreamKey },
+}
+
+/// Counters of what was skipped (for logs and the API).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub malformed_messages: u64,
+    pub duplicate_records: u64,
+    pub stale_pongs: u64,
+    pub rejected_clock_samples: u64,
+}
+
+/// A frame seen over HLS that waits for its record.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    frame: SeenFrame,
+    available_us: i64,
+    deadline_us: i64,
+}
+
+/// One stream's state.
+#[derive(Debug)]
+struct StreamState {
+    records: RecordStore,
+    pending: VecDeque<Pending>,
+    window: Window,
+    window_start_us: i64,
+    /// Frames seen over HLS in the window, matched or not.
+    seen: u64,
+    matched_by_fingerprint: u64,
+    unmatched: u64,
+    dropped: u64,
+    errors: u64,
+    /// The last seq HLS delivered, and seqs it skipped, to settle after the wait.
+    last_hls_seq: Option<u64>,
+    gaps: VecDeque<(i64, u64)>,
+    /// The first frame HLS delivered in the current session: records
+    /// before it were not looked for, so they do not count as dropped.
+    first_seen: Option<(String, u64)>,
+    publisher_fps: Option<f64>,
+    reading: Option<Reading>,
+    /// The URL a receiver runs for, if one does.
+    receiving: Option<String>,
+    /// The agent lists the stream in its current status.
+    advertised: Option<String>,
+    last: Option<Latency>,
+}
+
+impl StreamState {
+    fn new(s: &Settings, now_us: i64) -> StreamState {
+        StreamState {
+            records: RecordStore::new(s.retention_us, s.max_records),
+            pending: VecDeque::new(),
+            window: Window::new(),
+            window_start_us: now_us,
+            seen: 0,
+            matched_by_fingerprint: 0,
+            unmatched: 0,
+            dropped: 0,
+            errors: 0,
+            last_hls_seq: None,
+            gaps: VecDeque::new(),
+            first_seen: None,
+            publisher_fps: None,
+            reading: None,
+            receiving: None,
+            advertised: None,
+            last: None,
+        }
+    }
+}
+
+/// One device's state.
+#[derive(Debug)]
+struct Device {
+    online: bool,
+    status: Option<Status>,
+    clock: ClockEstimator,
+    next_ping_us: i64,
+}
+
+/// Most frames waiting for their records per stream.
+const MAX_PENDING: usize = 2_000;
+/// Most pings awaiting their pong.
+const MAX_OUTSTANDING: usize = 4_096;
+
+/// The whole state.
+#[derive(Debug)]
+pub struct Hub {
+    settings: Settings,
+    overrides: HashMap<StreamKey, String>,
+    devices: BTreeMap<String, Device>,
+    streams: BTreeMap<StreamKey, StreamState>,
+    outstanding: HashMap<u64, (String, i64)>,
+    next_nonce: u64,
+    counters: Counters,
+}
+
+/// A view of one stream for the API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StreamView {
+    pub device: String,
+    pub stream: String,
+    pub online: bool,
+    pub hls_url: Option<String>,
+    pub reading: Option<String>,
+    pub records: usize,
+    pub last: Option<Latency>,
+}
+
+impl Hub {
+    /// `overrides`: where to read a stream instead of its advertised URL.
+    pub fn new(settings: Settings, overrides: HashMap<StreamKey, String>) -> Hub {
+        Hub {
+            settings,
+            overrides,
+            devices: BTreeMap::new(),
+            streams: BTreeMap::new(),
+            outstanding: HashMap::new(),
+            next_nonce: nonce_seed(),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn counters(&self) -> Counters {
+        Counters {
+            duplicate_records: self.streams.values().map(|s| s.records.duplicates()).sum(),
+            ..self.counters
+        }
+    }
+
+    /// A malformed MQTT payload was skipped.
+    pub fn malformed(&mut self) {
+        self.counters.malformed_messages += 1;
+    }
+
+    fn device(&mut self, id: &str, now_us: i64) -> &mut Device {
+        let s = self.settings;
+        self.devices.entry(id.to_owned()).or_insert_with(|| Device {
+            online: false,
+            status: None,
+            clock: ClockEstimator::new(s.clock_window_us, s.max_rtt_us),
+            next_ping_us: now_us,
+        })
+    }
+
+    fn stream(&mut self, key: &StreamKey, now_us: i64) -> &mut StreamState {
+        let s = self.settings;
+        self.streams
+            .entry(key.clone())
+            .or_insert_with(|| StreamState::new(&s, now_us))
+    }
+
+    /// A device's status (birth, goodbye or Last Will): starts and stops receivers.
+    pub fn on_status(&mut self, status: Status, now_us: i64) -> Vec<Action> {
+        let device_id = status.device.clone();
+        let online = status.online;
+        let listed: Vec<(String, String)> = if online {
+            status
+                .streams
+                .iter()
+                .map(|s| (s.id.clone(), s.hls_url.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        {
+            let d = self.device(&device_id, now_us);
+            if online && !d.online {
+                d.next_ping_us = now_us;
+            }
+            d.online = online;
+            d.status = Some(status);
+        }
+        let mut actions = Vec::new();
+        for (stream_id, advertised) in &listed {
+            let key = (device_id.clone(), stream_id.clone());
+            let url = self
+                .overrides
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| advertised.clone());
+            let st = self.stream(&key, now_us);
+            st.advertised = Some(url.clone());
+            if url.is_empty() {
+                continue;
+            }
+            if st.receiving.as_deref() != Some(url.as_str()) {
+                if st.receiving.is_some() {
+                    actions.push(Action::StopReceiver { key: key.clone() });
+                }
+                st.receiving = Some(url.clone());
+                actions.push(Action::StartReceiver { key, url });
+            }
+        }
+        for (key, st) in self.streams.iter_mut() {
+            let gone = key.0 == device_id && !listed.iter().any(|(id, _)| *id == key.1);
+            if gone {
+                st.advertised = None;
+                if st.receiving.take().is_some() {
+                    st.reading = None;
+                    actions.push(Action::StopReceiver { key: key.clone() });
+                }
+            }
+        }
+        actions
+    }
+
+    /// A batch of frame records.
+    pub fn on_frames(&mut self, device: &str, stream: &str, batch: FramesBatch, now_us: i64) {
+        let key = (device.to_owned(), stream.to_owned());
+        let offset = self.offset(device, now_us);
+        let st = self.stream(&key, now_us);
+        for record in batch.frames {
+            if st.records.insert(record, now_us) == Insert::TooOld {
+                tracing::debug!(device, stream, "record older than the retention skipped");
+            }
+        }
+        // Frames that arrived over HLS before their records.
+        let waiting = std::mem::take(&mut st.pending);
+        for p in waiting {
+            if !match_frame(st, p.frame, p.available_us, offset) {
+                st.pending.push_back(p);
+            }
+        }
+    }
+
+    /// A publisher's stats.
+    pub fn on_stats(&mut self, device: &str, stream: &str, stats: &Stats, now_us: i64) {
+        let key = (device.to_owned(), stream.to_owned());
+        self.stream(&key, now_us).publisher_fps = Some(stats.publisher_fps);
+    }
+
+    /// A clock pong, received at `now_us`.
+    pub fn on_pong(&mut self, device: &str, pong: &ClockPong, now_us: i64) {
+        match self.outstanding.remove(&pong.nonce) {
+            Some((d, t1)) if d == device && t1 == pong.t1_us => {
+                let dev = self.device(device, now_us);
+                match dev.clock.add(pong.t1_us, pong.t2_us, pong.t3_us, now_us) {
+                    Ok(s) => tracing::debug!(
+                        device,
+                        offset_us = s.offset_us,
+                        rtt_us = s.rtt_us,
+                        "clock sample"
+                    ),
+                    Err(e) => {
+                        self.counters.rejected_clock_samples += 1;
+                        tracing::debug!(device, "clock sample rejected: {e}");
+                    }
+                }
+            }
+            _ => self.counters.stale_pongs += 1,
+        }
+    }
+
+    /// The clock pings due at `now_us`, one per online device every interval.
+    pub fn pings_due(&mut self, now_us: i64) -> Vec<(String, ClockPing)> {
+        let interval = self.settings.ping_interval_us;
+        self.outstanding
+            .retain(|_, (_, t1)| now_us.saturating_sub(*t1) < 30_000_000);
+        let mut out = Vec::new();
+        for (id, d) in self.devices.iter_mut() {
+            if d.online && now_us >= d.next_ping_us {
+                d.next_ping_us = now_us.saturating_add(interval);
+                self.next_nonce = self.next_nonce.wrapping_add(1);
+                out.push((id.clone(), ClockPing::new(self.next_nonce, now_us)));
+            }
+        }
+        for (id, ping) in &out {
+            if self.outstanding.len() < MAX_OUTSTANDING {
+                self.outstanding
+                    .insert(ping.nonce, (id.clone(), ping.t1_us));
+            }
+        }
+        out
+    }
+
+    fn offset(&mut self, device: &str, now_us: i64) -> Option<ClockOffset> {
+        self.devices
+            .get_mut(device)
+            .and_then(|d| d.clock.estimate(now_us))
+    }
+
+    /// What a receiver reported.
+    pub fn on_receiver(&mut self, key: &StreamKey, event: Event, now_us: i64) {
+        let offset = self.offset(&key.0, now_us);
+        let wait = self.settings.wait_us;
+        let Some(st) = self.streams.get_mut(key) else {
+            return;
+        };
+        if st.receiving.is_none() {
+            // A report from a receiver that was just stopped.
+            return;
+        }
+        match event {
+            Event::Reading(r) => {
+                tracing::info!(
+                    device = key.0,
+                    stream = key.1,
+                    mode = r.mode,
+                    container = r.container,
+                    url = r.url,
+                    "reading"
+                );
+                st.reading = Some(r);
+                st.last_hls_seq = None;
+            }
+            Event::Error(_) => st.errors += 1,
+            Event::Frames {
+                frames,
+                available_us,
+            } => {
+                for frame in frames {
+                    st.seen += 1;
+                    if let Some(stamp) = frame.stamp {
+                        note_seq(st, stamp.seq, now_us);
+                    }
+                    if !match_frame(st, frame, available_us, offset) {
+                        if st.pending.len() >= MAX_PENDING {
+                            st.pending.pop_front();
+                            st.unmatched += 1;
+                        }
+                        st.pending.push_back(Pending {
+                            frame,
+                            available_us,
+                            deadline_us: now_us.saturating_add(wait),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes every stream's window at `now_us` and returns the summaries
+    /// of the streams being read.
+    pub fn tick(&mut self, now_us: i64) -> Vec<Latency> {
+        let wait = self.settings.wait_us;
+        let keys: Vec<StreamKey> = self.streams.keys().cloned().collect();
+        let mut out = Vec::new();
+        for key in keys {
+            let offset = self.offset(&key.0, now_us);
+            let Some(st) = self.streams.get_mut(&key) else {
+                continue;
+            };
+            settle(st, now_us, wait);
+            st.records.evict(now_us);
+            if st.receiving.is_none() {
+                st.window_start_us = now_us;
+                continue;
+            }
+            let seconds = (now_us - st.window_start_us) as f64 / 1e6;
+            let s = st.window.summary(seconds);
+            let reader_uncertainty_us = st.reading.as_ref().map_or(0, |r| r.uncertainty_us);
+            let some = |v: f64| (s.frames > 0).then_some(v);
+            let latency = Latency {
+                schema: SCHEMA_LATENCY.to_owned(),
+                device: key.0.clone(),
+                stream: key.1.clone(),
+                window_start_us: st.window_start_us,
+                window_end_us: now_us,
+                frames: s.frames,
+                matched_by_fingerprint: st.matched_by_fingerprint,
+                unmatched: st.unmatched,
+                p50_ms: some(s.p50_ms),
+                p95_ms: some(s.p95_ms),
+                p99_ms: some(s.p99_ms),
+                max_ms: some(s.max_ms),
+                receiver_fps: if seconds > 0.0 {
+                    st.seen as f64 / seconds
+                } else {
+                    0.0
+                },
+                publisher_fps: st.publisher_fps,
+                dropped: st.dropped,
+                breakdown: Breakdown {
+                    encode_ms: some(s.mean_encode_ms),
+                    publish_ms: some(s.mean_publish_ms),
+                    origin_delivery_ms: some(s.mean_origin_delivery_ms),
+                },
+                clock: ClockEstimate {
+                    synced: offset.is_some(),
+                    offset_ms: offset.map(|o| o.offset_us as f64 / 1000.0),
+                    uncertainty_ms: (offset.map_or(0, |o| o.uncertainty_us) + reader_uncertainty_us)
+                        as f64
+                        / 1000.0,
+                },
+                hls: HlsReading {
+                    mode: st.reading.as_ref().map_or("", |r| r.mode).to_owned(),
+                    container: st.reading.as_ref().map_or("", |r| r.container).to_owned(),
+                    url: st
+                        .reading
+                        .as_ref()
+                        .map(|r| r.url.clone())
+                        .or_else(|| st.receiving.clone())
+                        .unwrap_or_default(),
+                    errors: st.errors,
+                },
+            };
+            st.window_start_us = now_us;
+            st.seen = 0;
+            st.matched_by_fingerprint = 0;
+            st.unmatched = 0;
+            st.dropped = 0;
+            st.errors = 0;
+            st.last = Some(latency.clone());
+            out.push(latency);
+        }
+        out
+    }
+
+    /// The streams, for the API.
+    pub fn streams(&self) -> Vec<StreamView> {
+        self.streams
+            .iter()
+            .map(|(key, st)| StreamView {
+                device: key.0.clone(),
+                stream: key.1.clone(),
+                online: self.devices.get(&key.0).is_some_and(|d| d.online),
+                hls_url: st.receiving.clone().or_else(|| st.advertised.clone()),
+                reading: st.reading.as_ref().map(|r| r.url.clone()),
+                records: st.records.len(),
+                last: st.last.clone(),
+            })
+            .collect()
+    }
+
+    /// The statuses last received, for the API.
+    pub fn devices(&self) -> Vec<(String, bool, Option<Status>)> {
+        self.devices
+            .iter()
+            .map(|(id, d)| (id.clone(), d.online, d.status.clone()))
+            .collect()
+    }
+}
+
+/// Notes a seq HLS delivered; skipped seqs are checked after the wait.
+fn note_seq(st: &mut StreamState, seq: u64, now_us: i64) {
+    if let Some(last) = st.last_hls_seq {
+        if seq > last + 1 {
+            // At most a minute of frames at 240 fps is tracked per jump.
+            let missing = (seq - last - 1).min(14_400);
+            st.gaps
+                .extend((last + 1..last + 1 + missing).map(|s| (now_us, s)));
+        }
+    }
+    if st
+        .last_hls_seq
+        .is_none_or(|last| seq > last || seq + 1_000 < last)
+    {
+        st.last_hls_seq = Some(seq);
+    }
+}
+
+/// Matches one frame and adds its figures to the window; false when no
+/// record matches (yet).
+fn match_frame(
+    st: &mut StreamState,
+    frame: SeenFrame,
+    available_us: i64,
+    offset: Option<ClockOffset>,
+) -> bool {
+    let reader_us = st.reading.as_ref().map_or(0, |r| r.uncertainty_us);
+    let stamp = frame.stamp.map(|s| (s.seq, s.capture_us));
+    let Some((stored, by)) = st.records.take_match(stamp, frame.fingerprint) else {
+        return false;
+    };
+    let fl = latency(stored, by, available_us, offset, reader_us);
+    let session = stored.record.session.clone();
+    let seq = stored.record.seq;
+    if frame.stamp.is_none() {
+        // Without a stamp the seq comes from the record.
+        note_seq(st, seq, available_us);
+    }
+    if st.first_seen.as_ref().is_none_or(|(s, _)| *s != session) {
+        st.first_seen = Some((session, seq));
+    }
+    if by == MatchedBy::Fingerprint {
+        st.matched_by_fingerprint += 1;
+    }
+    st.window.add(fl);
+    true
+}
+
+/// Counts what the wait has settled: frames no record matched, records no
+/// frame matched, seq gaps no record explains.
+fn settle(st: &mut StreamState, now_us: i64, wait_us: i64) {
+    while st.pending.front().is_some_and(|p| p.deadline_us <= now_us) {
+        st.pending.pop_front();
+        st.unmatched += 1;
+    }
+    let cutoff = now_us.saturating_sub(wait_us);
+    let first = st.first_seen.clone();
+    let mut dropped = 0;
+    for r in st.records.settle(cutoff) {
+        let looked_for = first
+            .as_ref()
+            .is_some_and(|(session, seq)| r.record.session == *session && r.record.seq > *seq);
+        if !r.seen && looked_for {
+            dropped += 1;
+        }
+    }
+    while st.gaps.front().is_some_and(|(at, _)| *at <= cutoff) {
+        if let Some((_, seq)) = st.gaps.pop_front() {
+            // A gap with a record is counted by the record; without one, here.
+            if !st.records.has_seq(seq) {
+                dropped += 1;
+            }
+        }
+    }
+    st.dropped += dropped;
+}
+
+fn nonce_seed() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        return 1;
+    }
+    u64::from_le_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glasswatch_common::fingerprint;
+    use glasswatch_common::messages::{FrameRecord, StreamInfo};
+    use glasswatch_common::sei::FrameStamp;
+
+    fn status(device: &str, online: bool, streams: &[(&str, &str)]) -> Status {
+        let mut s = Status::offline(device, 0, "test");
+        s.online = online;
+        s.streams = streams
+            .iter()
+            .map(|(id, url)| StreamInfo {
+                id: (*id).into(),
+                hls_url: (*url).into(),
+                ..StreamInfo::default()
+            })
+            .collect();
+        s
+    }
+
+    fn record(seq: u64, capture_us: i64) -> FrameRecord {
+        FrameRecord {
+            session: "00112233aabbccdd".into(),
+            seq,
+            capture_us,
+            encoded_us: capture_us + 4_000,
+            sent_us: capture_us + 5_000,
+            bytes: 100,
+            keyframe: false,
+            fingerprint: fingerprint::to_hex(1_000 + seq),
+        }
+    }
+
+    fn seen(seq: u64, capture_us: i64, stamped: bool) -> SeenFrame {
+        SeenFrame {
+            stamp: stamped.then_some(FrameStamp {
+                keyframe: false,
+                stream_tag: 0,
+                seq,
+                capture_us,
+            }),
+            fingerprint: Some(1_000 + seq),
+            keyframe: false,
+        }
+    }
+
+    fn key() -> StreamKey {
+        ("pi".into(), "cam0".into())
+    }
+
+    #[test]
+    fn status_starts_and_stops_receivers_with_overrides() {
+        let mut overrides = HashMap::new();
+        overrides.insert(
+            ("pi".to_owned(), "cam1".to_owned()),
+            "http://o/x".to_owned(),
+        );
+        let mut hub = Hub::new(Settings::default(), overrides);
+        let a = hub.on_status(
+            status(
+                "pi",
+                true,
+                &[("cam0", "http://a/cam0"), ("cam1", "http://a/cam1")],
+            ),
+            0,
+        );
+        assert_eq!(
+            a,
+            vec![
+                Action::StartReceiver {
+                    key: key(),
+                    url: "http://a/cam0".into()
+                },
+                Action::StartReceiver {
+                    key: ("pi".into(), "cam1".into()),
+                    url: "http://o/x".into()
+                },
+            ]
+        );
+        // The same status again (agent restart): nothing to do.
+        assert!(hub
+            .on_status(
+                status(
+                    "pi",
+                    true,
+                    &[("cam0", "http://a/cam0"), ("cam1", "http://a/cam1")]
+                ),
+                1
+            )
+            .is_empty());
+        // Last Will: everything stops.
+        let a = hub.on_status(status("pi", false, &[]), 2);
+        assert_eq!(a.len(), 2);
+        assert!(a.iter().all(|a| matches!(a, Action::StopReceiver { .. })));
+        assert!(hub.pings_due(3).is_empty(), "no ping to an offline device");
+    }
+
+    #[test]
+    fn frames_match_by_stamp_or_fingerprint_in_any_order_and_summaries_count() {
+        let mut hub = Hub::new(Settings::default(), HashMap::new());
+        hub.on_status(status("pi", true, &[("cam0", "http://a/cam0")]), 0);
+        let t0 = 1_000_000_000i64;
+        // Record first, then the frame (stamped).
+        hub.on_frames(
+            "pi",
+            "cam0",
+            FramesBatch::new("pi", "cam0", vec![record(0, t0)]),
+            t0 + 60_000,
+        );
+        hub.on_receiver(
+            &key(),
+            Event::Frames {
+                frames: vec![seen(0, t0, true)],
+                available_us: t0 + 45_000,
+            },
+            t0 + 45_000,
+        );
+        // Frame first (SEI stripped), then its record.
+        hub.on_receiver(
+            &key(),
+            Event::Frames {
+                frames: vec![seen(1, t0 + 33_333, false)],
+                available_us: t0 + 80_000,
+            },
+            t0 + 80_000,
+        );
+        hub.on_frames(
+            "pi",
+            "cam0",
+            FramesBatch::new(
+                "pi",
+                "cam0",
+                vec![record(1, t0 + 33_333), record(1, t0 + 33_333)],
+            ),
+            t0 + 120_000,
+        );
+        // An unknown frame.
+        hub.on_receiver(
+            &key(),
+            Event::Frames {
+                frames: vec![seen(99, t0 + 5, true)],
+                available_us: t0 + 90_000,
+            },
+            t0 + 90_000,
+        );
+        let s = hub.tick(t0 + 1_000_000);
+        assert_eq!(s.len(), 1);
+        let s = &s[0];
+        assert_eq!((s.frames, s.matched_by_fingerprint, s.unmatched), (2, 1, 0));
+        assert_eq!(s.p50_ms, Some(45.0));
+        assert!((s.max_ms.unwrap() - 46.667).abs() < 1e-9);
+        assert!(!s.clock.synced);
+        // The unknown frame counts as unmatched once the wait is over.
+        let s = hub.tick(t0 + 5_000_000);
+        assert_eq!((s[0].frames, s[0].unmatched), (0, 1));
+        assert_eq!(s[0].p50_ms, None);
+        assert_eq!(hub.counters().duplicate_records, 1);
+    }
+
+    #[test]
+    fn dropped_counts_gaps_and_unseen_records_once() {
+        let mut hub = Hub::new(Settings::default(), HashMap::new());
+        hub.on_status(status("pi", true, &[("cam0", "http://a/cam0")]), 0);
+        let t0 = 1_000_000_000i64;
+        // Records 0..10 except 7 (the agent dropped its record); HLS delivers
+        // 0..10 except 4 (lost with its record) and 7 (lost without one).
+        let records = (0..10u64)
+            .filter(|s| *s != 7)
+            .map(|s| record(s, t0 + s as i64 * 33_333))
+            .collect();
+        hub.on_frames("pi", "cam0", FramesBatch::new("pi", "cam0", records), t0);
+        let frames = (0..10u64)
+            .filter(|s| *s != 4 && *s != 7)
+            .map(|s| seen(s, t0 + s as i64 * 33_333, true))
+            .collect();
+        hub.on_receiver(
+            &key(),
+            Event::Frames {
+                frames,
+                available_us: t0 + 400_000,
+            },
+            t0 + 400_000,
+        );
+        hub.tick(t0 + 1_000_000);
+        let s = hub.tick(t0 + 4_000_000);
+        assert_eq!(s[0].dropped, 2, "{s:?}");
+    }
+
+    #[test]
+    fn clock_offset_is_applied_from_pongs() {
+        let mut hub = Hub::new(Settings::default(), HashMap::new());
+        hub.on_status(status("pi", true, &[("cam0", "http://a/cam0")]), 0);
+        let t0 = 1_000_000_000i64;
+        let pings = hub.pings_due(t0);
+        assert_eq!(pings.len(), 1);
+        assert!(hub.pings_due(t0 + 1).is_empty(), "one ping per interval");
+        let ping = &pings[0].1;
+        // Device clock 2 s ahead, 1 ms each way.
+        let pong = ClockPong::answer(ping, t0 + 2_001_000, t0 + 2_001_100);
+        hub.on_pong("pi", &pong, t0 + 2_100);
+        // A replayed pong is ignored.
+        hub.on_pong("pi", &pong, t0 + 3_000);
+        assert_eq!(hub.counters().stale_pongs, 1);
+        let capture_dev = t0 + 2_000_000 + 500_000;
+        hub.on_frames(
+            "pi",
+            "cam0",
+            FramesBatch::new("pi", "cam0", vec![record(0, capture_dev)]),
+            t0 + 500_100,
+        );
+        hub.on_receiver(
+            &key(),
+            Event::Frames {
+                frames: vec![seen(0, capture_dev, true)],
+                available_us: t0 + 540_000,
+            },
+            t0 + 540_000,
+        );
+        let s = hub.tick(t0 + 1_000_000);
+        assert!(s[0].clock.synced);
+        assert!((s[0].p50_ms.unwrap() - 40.0).abs() <= 1.0, "{s:?}");
+        assert!(s[0].clock.uncertainty_ms <= 1.0);
+    }
+}

@@ -1,0 +1,644 @@
+//! The HLS receiver: one task per stream that reads what an origin serves
+//! and reports every frame it finds with the time its bytes were all there
+//! (`available_us`, DESIGN.md "Times"). It never decodes video.
+//!
+//! ```text
+//!  GET index.m3u8 ──(redirect: session query)──▶ multivariant? ──▶ media playlist
+//!        │                                                            │
+//!        │  LL-HLS (CAN-BLOCK-RELOAD + parts):                        │  classic:
+//!        │   GET media?_HLS_msn=M&_HLS_part=P  (held by the origin)   │   GET media every reload_ms
+//!        │   GET each new part once → fmp4::frames                    │   GET each new segment once
+//!        │                                                            │   → ts::frames / fmp4::frames
+//!        └──── 401 / 404 / error / ENDLIST: start over at index.m3u8 after a backoff
+//! ```
+//!
+//! Every later URI is resolved with [`playlist::resolve`], which keeps the
+//! session query MediaMTX (≥ 1.18) hands out with its redirect. Parts and
+//! segments already listed when the reader starts are skipped: they were
+//! available before it looked, so their times would say nothing. Bad
+//! playlists, parts and segments are reported as errors (counted) and
+//! skipped; the receiver never stops on bad input, it starts over.
+
+use std::time::{Duration, Instant};
+
+use glasswatch_common::sei::FrameStamp;
+use tokio::sync::mpsc;
+
+use crate::hls::playlist::{self, MediaPlaylist, Playlist};
+use crate::hls::{fmp4, ts};
+
+/// Identifies a stream: (device, stream id).
+pub type StreamKey = (String, String);
+
+/// Now on the collector's wall clock, µs since the Unix epoch.
+pub fn wall_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// How the receiver behaves (from `[hls]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Classic HLS playlist reload interval.
+    pub reload: Duration,
+    /// Longest wait for one response.
+    pub timeout: Duration,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+}
+
+/// One frame found over HLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeenFrame {
+    /// The stamp, when present and belonging to this stream.
+    pub stamp: Option<FrameStamp>,
+    pub fingerprint: Option<u64>,
+    pub keyframe: bool,
+}
+
+/// How a stream is being read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reading {
+    /// "ll-hls" or "hls".
+    pub mode: &'static str,
+    /// "fmp4" or "mpegts".
+    pub container: &'static str,
+    /// The media playlist URL (session query included).
+    pub url: String,
+    /// What the reader adds to a figure's uncertainty (half the reload
+    /// interval of classic HLS; 0 for LL-HLS blocking reloads).
+    pub uncertainty_us: i64,
+}
+
+/// What a receiver reports to the hub.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A media playlist was found (again); figures now come this way.
+    Reading(Reading),
+    /// The frames of one part or segment, all there at `available_us`.
+    Frames {
+        frames: Vec<SeenFrame>,
+        available_us: i64,
+    },
+    /// Something malformed or failing was skipped (counted per window).
+    Error(String),
+}
+
+/// A receiver's message to the hub.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub key: StreamKey,
+    pub event: Event,
+}
+
+/// Why a reading session ended.
+#[derive(Debug, thiserror::Error)]
+enum Stop {
+    /// Nothing to read yet (404) or the stream ended: start over quietly.
+    #[error("{0}")]
+    NotYet(String),
+    /// The origin refused the session (401): start over at once.
+    #[error("session refused (401) at {0}")]
+    Unauthorized(String),
+    /// A failure worth counting.
+    #[error("{0}")]
+    Failed(String),
+    /// The hub is gone.
+    #[error("collector shutting down")]
+    Closed,
+}
+
+/// A capped exponential backoff.
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
+    }
+    fn reset(&mut self) {
+        self.next = self.min;
+    }
+    fn wait(&mut self) -> Duration {
+        let w = self.next;
+        self.next = (self.next * 2).min(self.max);
+        w
+    }
+}
+
+/// Reads `url` until the task is aborted or the hub goes away.
+pub async fn run(
+    key: StreamKey,
+    url: String,
+    client: reqwest::Client,
+    settings: Settings,
+    tx: mpsc::Sender<Report>,
+) {
+    let tag = glasswatch_common::sei::stream_tag(&key.0, &key.1);
+    let mut r = Receiver {
+        key,
+        client,
+        settings,
+        tx,
+        tag,
+        delivered: false,
+    };
+    let mut backoff = Backoff::new(settings.retry_min, settings.retry_max);
+    loop {
+        r.delivered = false;
+        let result = r.session(&url).await;
+        if r.delivered {
+            backoff.reset();
+        }
+        match result {
+            Ok(()) => {}
+            Err(Stop::Closed) => return,
+            Err(Stop::NotYet(why)) => {
+                tracing::debug!(device = r.key.0, stream = r.key.1, "{why}; retrying");
+            }
+            Err(Stop::Unauthorized(at)) => {
+                tracing::info!(
+                    device = r.key.0,
+                    stream = r.key.1,
+                    "session refused at {at}; starting over"
+                );
+                if r.send(Event::Error(format!("401 at {at}"))).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Err(Stop::Failed(why)) => {
+                tracing::warn!(
+                    device = r.key.0,
+                    stream = r.key.1,
+                    "HLS: {why}; starting over"
+                );
+                if r.send(Event::Error(why)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(backoff.wait()).await;
+    }
+}
+
+struct Receiver {
+    key: StreamKey,
+    client: reqwest::Client,
+    settings: Settings,
+    tx: mpsc::Sender<Report>,
+    tag: u32,
+    /// Frames were delivered in the current session (resets the backoff).
+    delivered: bool,
+}
+
+/// A response body with the URL it finally came from and when its last byte arrived.
+struct Fetched {
+    url: String,
+    body: Vec<u8>,
+    done_us: i64,
+}
+
+/// Most bytes accepted for one playlist, part or segment.
+const MAX_BODY: usize = 64 << 20;
+
+impl Receiver {
+    async fn send(&self, event: Event) -> Result<(), Stop> {
+        self.tx
+            .send(Report {
+                key: self.key.clone(),
+                event,
+            })
+            .await
+            .map_err(|_| Stop::Closed)
+    }
+
+    async fn get(&self, url: &str) -> Result<Fetched, Stop> {
+        let response = self
+            .client
+            .get(url)
+            .timeout(self.settings.timeout)
+            .send()
+            .await
+            .map_err(|e| Stop::Failed(format!("GET {url}: {}", error_chain(&e))))?;
+        let status = response.status();
+        let final_url = response.url().to_string();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(Stop::Unauthorized(final_url));
+        }
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(Stop::NotYet(format!("GET {url}: 404")));
+        }
+        if !status.is_success() {
+            return Err(Stop::Failed(format!("GET {url}: HTTP {status}")));
+        }
+        let mut response = response;
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_BODY {
+                        return Err(Stop::Failed(format!(
+                            "GET {url}: body larger than {MAX_BODY} bytes"
+                        )));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(Stop::Failed(format!(
+                        "GET {url}: body: {}",
+                        error_chain(&e)
+                    )))
+                }
+            }
+        }
+        Ok(Fetched {
+            url: final_url,
+            body,
+            done_us: wall_us(),
+        })
+    }
+
+    /// Fetches and parses a playlist; a bad one is a counted failure.
+    async fn playlist(&self, url: &str) -> Result<(String, Playlist), Stop> {
+        let f = self.get(url).await?;
+        let text = std::str::from_utf8(&f.body)
+            .map_err(|_| Stop::Failed(format!("playlist {url} is not UTF-8")))?;
+        let p = playlist::parse(text).map_err(|e| Stop::Failed(format!("playlist {url}: {e}")))?;
+        Ok((f.url, p))
+    }
+
+    /// One reading session: from the start URL to an error or the end.
+    async fn session(&mut self, start: &str) -> Result<(), Stop> {
+        let (mut url, mut p) = self.playlist(start).await?;
+        if let Playlist::Multivariant(m) = &p {
+            let variant = m.variants.first().ok_or_else(|| {
+                Stop::Failed(format!("{url}: multivariant playlist lists no variant"))
+            })?;
+            let media_url = playlist::resolve(&url, &variant.uri);
+            (url, p) = self.playlist(&media_url).await?;
+        }
+        let Playlist::Media(media) = p else {
+            return Err(Stop::Failed(format!(
+                "{url}: a multivariant playlist points at another one"
+            )));
+        };
+        let low_latency = media
+            .server_control
+            .as_ref()
+            .is_some_and(|c| c.can_block_reload)
+            && media.part_target.is_some();
+        if low_latency {
+            self.low_latency(url, media).await
+        } else {
+            self.classic(url, media).await
+        }
+    }
+
+    /// Fetches the init section named by the playlist's `EXT-X-MAP`.
+    async fn init(
+        &self,
+        url: &str,
+        media: &MediaPlaylist,
+    ) -> Result<Option<(String, fmp4::InitSegment)>, Stop> {
+        let Some(map) = &media.map else {
+            return Ok(None);
+        };
+        let init_url = playlist::resolve(url, &map.uri);
+        let f = self.get(&init_url).await?;
+        let init = fmp4::parse_init(&f.body)
+            .map_err(|e| Stop::Failed(format!("init section {init_url}: {e}")))?;
+        Ok(Some((map.uri.clone(), init)))
+    }
+
+    fn seen(
+        &self,
+        stamp: Option<FrameStamp>,
+        fingerprint: Option<u64>,
+        keyframe: bool,
+    ) -> SeenFrame {
+        SeenFrame {
+            stamp: stamp.filter(|s| s.stream_tag == self.tag),
+            fingerprint,
+            keyframe,
+        }
+    }
+
+    /// Reads the frames of an fMP4 part or segment and reports them.
+    async fn deliver_fmp4(
+        &mut self,
+        init: &fmp4::InitSegment,
+        uri: &str,
+        f: Fetched,
+    ) -> Result<(), Stop> {
+        match fmp4::frames(init, &f.body) {
+            Ok(frames) => {
+                let seen = frames
+                    .iter()
+                    .map(|fr| self.seen(fr.stamp, fr.fingerprint, fr.keyframe))
+                    .collect();
+                self.delivered = true;
+                self.send(Event::Frames {
+                    frames: seen,
+                    available_us: f.done_us,
+                })
+                .await
+            }
+            Err(e) => self.send(Event::Error(format!("{uri}: {e}"))).await,
+        }
+    }
+
+    /// LL-HLS: blocking reloads, each new part fetched once.
+    async fn low_latency(&mut self, mut url: String, mut media: MediaPlaylist) -> Result<(), Stop> {
+        let (mut map_uri, mut init) = match self.init(&url, &media).await? {
+            Some(x) => x,
+            None => {
+                return Err(Stop::Failed(format!(
+                    "{url}: LL-HLS playlist without EXT-X-MAP"
+                )))
+            }
+        };
+        self.send(Event::Reading(Reading {
+            mode: "ll-hls",
+            container: "fmp4",
+            url: strip_directives(&url),
+            uncertainty_us: 0,
+        }))
+        .await?;
+        let base = strip_directives(&url);
+        // The next part to fetch: the first one not listed yet.
+        let mut cursor = media.next_part();
+        loop {
+            let started = Instant::now();
+            let (u, p) = self
+                .playlist(&playlist::blocking_url(&base, cursor.0, Some(cursor.1)))
+                .await?;
+            url = u;
+            media = match p {
+                Playlist::Media(m) => m,
+                Playlist::Multivariant(_) => {
+                    return Err(Stop::Failed(format!("{url}: expected a media playlist")))
+                }
+            };
+            if media.map.as_ref().is_some_and(|m| m.uri != map_uri) {
+                // A new muxer (publisher restarted): new init, start at its live edge.
+                (map_uri, init) = self
+                    .init(&url, &media)
+                    .await?
+                    .ok_or_else(|| Stop::Failed(format!("{url}: EXT-X-MAP vanished")))?;
+                cursor = media.next_part();
+                continue;
+            }
+            let parts = listed_parts(&media);
+            let first = parts.first().map(|(id, _)| *id);
+            let next = media.next_part();
+            if first.is_some_and(|f| cursor < f) || cursor > next {
+                // Fell behind the window, or the numbering went back: live edge.
+                tracing::debug!(
+                    device = self.key.0,
+                    stream = self.key.1,
+                    ?cursor,
+                    ?next,
+                    "LL-HLS cursor reset"
+                );
+                cursor = next;
+                continue;
+            }
+            let mut fetched_any = false;
+            let from = cursor;
+            for (id, part) in parts.into_iter().filter(|(id, _)| *id >= from) {
+                cursor = following(&media, id);
+                if part.gap {
+                    continue;
+                }
+                let part_url = playlist::resolve(&url, &part.uri);
+                let f = self.get(&part_url).await?;
+                self.deliver_fmp4(&init, &part.uri, f).await?;
+                fetched_any = true;
+            }
+            if media.ended {
+                return Err(Stop::NotYet(format!("{url}: stream ended")));
+            }
+            if !fetched_any && started.elapsed() < Duration::from_millis(5) {
+                // The origin answered at once without anything new: it does
+                // not block. Do not spin.
+                tokio::time::sleep(self.settings.reload).await;
+            }
+        }
+    }
+
+    /// Classic HLS: poll the playlist every `reload`, fetch each new segment once.
+    async fn classic(&mut self, url: String, mut media: MediaPlaylist) -> Result<(), Stop> {
+        let mut init = self.init(&url, &media).await?;
+        let container = if init.is_some() { "fmp4" } else { "mpegts" };
+        let uncertainty_us =
+            i64::try_from(self.settings.reload.as_micros() / 2).unwrap_or(i64::MAX);
+        self.send(Event::Reading(Reading {
+            mode: "hls",
+            container,
+            url: url.clone(),
+            uncertainty_us,
+        }))
+        .await?;
+        let mut next_msn = media.next_msn();
+        let mut ticker = tokio::time::interval(self.settings.reload);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let (u, p) = self.playlist(&url).await?;
+            media = match p {
+                Playlist::Media(m) => m,
+                Playlist::Multivariant(_) => {
+                    return Err(Stop::Failed(format!("{u}: expected a media playlist")))
+                }
+            };
+            if let (Some(map), Some((uri, _))) = (&media.map, &init) {
+                if &map.uri != uri {
+                    init = self.init(&url, &media).await?;
+                }
+            }
+            let listed_end = media.next_msn();
+            let first = media.segments.first().map(|s| s.msn).unwrap_or(listed_end);
+            if next_msn > listed_end || next_msn < first {
+                // Numbering went back (new publisher) or we fell behind: live edge.
+                next_msn = listed_end;
+            }
+            let from = next_msn;
+            for seg in media.segments.iter().filter(|s| s.msn >= from) {
+                next_msn = seg.msn + 1;
+                if seg.gap {
+                    continue;
+                }
+                let seg_url = playlist::resolve(&url, &seg.uri);
+                let f = self.get(&seg_url).await?;
+                match &init {
+                    Some((_, init)) => self.deliver_fmp4(init, &seg.uri, f).await?,
+                    None => self.deliver_ts(&seg.uri, f).await?,
+                }
+            }
+            if media.ended {
+                return Err(Stop::NotYet(format!("{url}: stream ended")));
+            }
+        }
+    }
+
+    async fn deliver_ts(&mut self, uri: &str, f: Fetched) -> Result<(), Stop> {
+        match ts::frames(&f.body) {
+            Ok(report) => {
+                let damage = report.cc_errors
+                    + report.bad_packets
+                    + report.psi_errors
+                    + report.pes_errors
+                    + usize::from(report.resync_skipped_bytes > 0);
+                let seen = report
+                    .frames
+                    .iter()
+                    .map(|fr| {
+                        self.seen(
+                            fr.stamp,
+                            fr.fingerprint.filter(|_| !fr.damaged),
+                            fr.keyframe,
+                        )
+                    })
+                    .collect();
+                self.delivered = true;
+                self.send(Event::Frames {
+                    frames: seen,
+                    available_us: f.done_us,
+                })
+                .await?;
+                if damage > 0 {
+                    self.send(Event::Error(format!(
+                        "{uri}: {damage} damaged packets or sections skipped"
+                    )))
+                    .await?;
+                }
+                Ok(())
+            }
+            Err(e) => self.send(Event::Error(format!("{uri}: {e}"))).await,
+        }
+    }
+}
+
+/// Every part listed in a media playlist with its (msn, index), in order.
+fn listed_parts(media: &MediaPlaylist) -> Vec<((u64, u64), &playlist::Part)> {
+    let mut out = Vec::new();
+    for seg in &media.segments {
+        for (i, part) in seg.parts.iter().enumerate() {
+            out.push(((seg.msn, i as u64), part));
+        }
+    }
+    let msn = media.next_msn();
+    for (i, part) in media.trailing_parts.iter().enumerate() {
+        out.push(((msn, i as u64), part));
+    }
+    out
+}
+
+/// The part id after `id` as the playlist lists it: the next index in the
+/// same segment, or part 0 of the next segment when `id` closed its segment.
+fn following(media: &MediaPlaylist, id: (u64, u64)) -> (u64, u64) {
+    let closed = media
+        .segments
+        .iter()
+        .find(|s| s.msn == id.0)
+        .is_some_and(|s| s.parts.len() as u64 == id.1 + 1);
+    if closed {
+        (id.0 + 1, 0)
+    } else {
+        (id.0, id.1 + 1)
+    }
+}
+
+/// A playlist URL without `_HLS_msn`/`_HLS_part`/`_HLS_skip` (the base for the next request).
+fn strip_directives(url: &str) -> String {
+    let (path, query) = match url.split_once('?') {
+        Some((p, q)) => (p, q),
+        None => return url.to_owned(),
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("_HLS_"))
+        .collect();
+    if kept.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    }
+}
+
+/// An error with its sources, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directives_are_stripped_and_the_session_kept() {
+        assert_eq!(strip_directives("http://h/a.m3u8"), "http://h/a.m3u8");
+        assert_eq!(
+            strip_directives("http://h/a.m3u8?session=x&_HLS_msn=3&_HLS_part=1"),
+            "http://h/a.m3u8?session=x"
+        );
+        assert_eq!(
+            strip_directives("http://h/a.m3u8?_HLS_msn=3"),
+            "http://h/a.m3u8"
+        );
+    }
+
+    #[test]
+    fn parts_are_numbered_across_segments_and_trailing() {
+        let text = "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:7\n\
+            #EXT-X-PART:DURATION=0.2,URI=\"p0\",INDEPENDENT=YES\n#EXT-X-PART:DURATION=0.2,URI=\"p1\"\n\
+            #EXTINF:0.4,\ns7\n#EXT-X-PART:DURATION=0.2,URI=\"p2\",INDEPENDENT=YES\n";
+        let Ok(Playlist::Media(m)) = playlist::parse(text) else {
+            panic!("parse")
+        };
+        let ids: Vec<_> = listed_parts(&m)
+            .iter()
+            .map(|(id, p)| (*id, p.uri.clone()))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                ((7, 0), "p0".into()),
+                ((7, 1), "p1".into()),
+                ((8, 0), "p2".into())
+            ]
+        );
+        assert_eq!(following(&m, (7, 0)), (7, 1));
+        assert_eq!(following(&m, (7, 1)), (8, 0));
+        assert_eq!(following(&m, (8, 0)), (8, 1));
+        assert_eq!(m.next_part(), (8, 1));
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        let w: Vec<_> = (0..4).map(|_| b.wait().as_millis()).collect();
+        assert_eq!(w, vec![100, 200, 350, 350]);
+        b.reset();
+        assert_eq!(b.wait().as_millis(), 100);
+    }
+}
