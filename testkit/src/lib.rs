@@ -27,6 +27,7 @@
 pub mod agent;
 pub mod bins;
 pub mod ffmpeg;
+pub mod llhls;
 pub mod mosquitto;
 pub mod origin;
 pub mod peer;
