@@ -11,13 +11,18 @@
 //! - [`ports`]: [`free_port`] and TCP waits, all on 127.0.0.1.
 //! - [`bins`]: [`bin_path`], finding workspace binaries next to the test.
 //! - [`require`](mod@require): the policy for missing tools: skip locally, fail under `CI=true`.
-//! - [`origin`]: [`RtspOrigin`], running `glasswatch-test-origin`.
+//! - [`origin`]: [`RtspOrigin`], running `glasswatch-test-origin` (MPEG-TS,
+//!   fMP4 or LL-HLS output, optionally without SEI; [`OriginOptions`]).
 //! - [`publisher`]: [`TestPattern`], a real `rtspclientsink` publisher.
 //! - [`mosquitto`]: [`mosquitto::Mosquitto`] (plain, password, TLS) and `mosquitto_sub` subscribers.
 //! - [`stamps`]: every access unit of a read-back stream with its stamp and fingerprint.
 //! - [`ffmpeg`]: [`ffmpeg_read_hls_h264`] and [`ffprobe_packet_count`].
 //! - [`agent`]: [`agent::AgentProcess`], the real agent binary with its frame records.
 //! - [`process`]: running a one-shot tool with a timeout.
+//! - [`llhls`]: the LL-HLS muxer and HTTP side the origin's `--format llhls`
+//!   uses, imitating MediaMTX v1.16.2 (and 1.18 sessions).
+//! - [`proxy`]: [`DelayProxy`], a reverse proxy holding media responses back.
+//! - [`http`](mod@http): a minimal blocking HTTP GET for tests.
 //!
 //! Every wait here has a timeout, and every error names the peer, its log and
 //! the log's tail. Nothing here binds anything but 127.0.0.1. This crate is
@@ -27,20 +32,23 @@
 pub mod agent;
 pub mod bins;
 pub mod ffmpeg;
+pub mod http;
 pub mod llhls;
 pub mod mosquitto;
 pub mod origin;
 pub mod peer;
 pub mod ports;
 pub mod process;
+pub mod proxy;
 pub mod publisher;
 pub mod require;
 pub mod stamps;
 
 pub use bins::{bin_path, try_bin_path};
 pub use ffmpeg::{ffmpeg_read_hls_h264, ffprobe_packet_count};
-pub use origin::{HlsPlaylist, HlsSegment, RtspOrigin};
+pub use origin::{HlsFormat, HlsPlaylist, HlsSegment, OriginOptions, RtspOrigin};
 pub use peer::{Peer, Ready};
 pub use ports::{free_port, wait_for_tcp};
+pub use proxy::DelayProxy;
 pub use publisher::TestPattern;
 pub use require::{is_ci, require, require_gst_elements, require_origin_stack, require_program};

@@ -1,11 +1,18 @@
 //! [`RtspOrigin`]: the `glasswatch-test-origin` binary run as a [`Peer`] —
 //! an RTSP RECORD origin on 127.0.0.1 that republishes each pushed H.264
-//! stream as classic HLS (MPEG-TS segments) over HTTP — plus a minimal
-//! reader of the playlists it writes ([`HlsPlaylist`]).
+//! stream over HTTP as classic HLS with MPEG-TS segments (the default),
+//! classic HLS with fMP4 segments, or LL-HLS shaped like MediaMTX's
+//! ([`OriginOptions`], [`HlsFormat`]) — plus a minimal reader of the
+//! playlists it writes to disk ([`HlsPlaylist`]).
 //!
-//! It stands in for MediaMTX where a test needs an origin but not MediaMTX's
-//! own behaviour (LL-HLS, fMP4, sessions); those tests wait for
-//! `MEDIAMTX_BIN`. The origin's behaviour is documented in its binary.
+//! It stands in for MediaMTX where a test needs an origin; the LL-HLS format
+//! imitates MediaMTX v1.16.2 closely (see [`crate::llhls`] for where it
+//! differs), so only tests of MediaMTX itself wait for `MEDIAMTX_BIN`. The
+//! origin's behaviour is documented in its binary.
+//!
+//! Every format is read at [`RtspOrigin::hls_url`]
+//! (`http://127.0.0.1:{http}/{path}/index.m3u8`): the media playlist for
+//! `ts` and `fmp4`, the multivariant playlist for `llhls`.
 
 use std::{
     path::{Path, PathBuf},
@@ -29,6 +36,109 @@ pub const ORIGIN_BIN: &str = "glasswatch-test-origin";
 /// scan on a fresh machine takes a few seconds).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What the origin makes of each pushed stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HlsFormat {
+    /// Classic HLS, MPEG-TS segments (`hlssink2`), `index.m3u8` on disk.
+    #[default]
+    Ts,
+    /// Classic HLS, fMP4 segments (`init.mp4`, `segmentNNNNN.m4s`) made by
+    /// ffmpeg's HLS muxer with `-c copy`, `index.m3u8` on disk.
+    Fmp4,
+    /// LL-HLS as MediaMTX v1.16.2 serves it, from memory: `index.m3u8`
+    /// (multivariant) → `video1_stream.m3u8` → `{prefix}_video1_{init,partN,segN}.mp4`.
+    Llhls,
+}
+
+impl HlsFormat {
+    /// The value of the origin's `--format`.
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            HlsFormat::Ts => "ts",
+            HlsFormat::Fmp4 => "fmp4",
+            HlsFormat::Llhls => "llhls",
+        }
+    }
+}
+
+/// Options for [`RtspOrigin::start_with`]; `Default` is what
+/// [`RtspOrigin::start`] uses (MPEG-TS, 1 s segments, nothing stripped) with
+/// MediaMTX's LL-HLS defaults (200 ms parts, 7 segments, 30 s sessions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginOptions {
+    pub format: HlsFormat,
+    /// Remove every SEI NAL unit (the frame stamp among them) from each
+    /// access unit before it is segmented.
+    pub strip_sei: bool,
+    /// LL-HLS only: MediaMTX 1.18 reader sessions (`index.m3u8` redirects to
+    /// itself with `cookieCheck=1`, then hands out `?session=…` URIs;
+    /// anything else without a live session is 401).
+    pub sessions: bool,
+    /// LL-HLS: `hlsPartDuration` (rounded up to whole frames by the muxer).
+    pub part_ms: u64,
+    /// LL-HLS: `hlsSegmentDuration`; ts and fmp4: the target duration,
+    /// rounded up to whole seconds. Segments are cut at the first key frame
+    /// after it.
+    pub segment_ms: u64,
+    /// LL-HLS: `hlsSegmentCount` (at least 7).
+    pub segment_count: usize,
+    /// LL-HLS sessions: idle time before a session expires (MediaMTX: 30 s,
+    /// swept every third of it).
+    pub session_idle_ms: u64,
+}
+
+impl Default for OriginOptions {
+    fn default() -> Self {
+        OriginOptions {
+            format: HlsFormat::Ts,
+            strip_sei: false,
+            sessions: false,
+            part_ms: 200,
+            segment_ms: 1000,
+            segment_count: 7,
+            session_idle_ms: 30_000,
+        }
+    }
+}
+
+impl OriginOptions {
+    /// LL-HLS with the settings of the MediaMTX fixture capture
+    /// (`hlsPartDuration: 50ms`, `hlsSegmentDuration: 500ms`, 7 segments).
+    pub fn llhls_like_fixture() -> Self {
+        OriginOptions {
+            format: HlsFormat::Llhls,
+            part_ms: 50,
+            segment_ms: 500,
+            ..OriginOptions::default()
+        }
+    }
+
+    /// The origin's command-line arguments for these options.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--format".to_owned(),
+            self.format.as_arg().to_owned(),
+            "--target-duration".to_owned(),
+            self.segment_ms.div_ceil(1000).max(1).to_string(),
+            "--part-ms".to_owned(),
+            self.part_ms.to_string(),
+            "--segment-ms".to_owned(),
+            self.segment_ms.to_string(),
+            "--segment-count".to_owned(),
+            self.segment_count.to_string(),
+            "--session-idle-ms".to_owned(),
+            self.session_idle_ms.to_string(),
+        ];
+        if self.strip_sei {
+            args.push("--strip-sei".to_owned());
+        }
+        if self.sessions {
+            args.push("--sessions".to_owned());
+        }
+        args
+    }
+}
+
 /// A running `glasswatch-test-origin`, killed on drop.
 ///
 /// ```no_run
@@ -46,6 +156,7 @@ pub struct RtspOrigin {
     http_port: u16,
     dir: PathBuf,
     paths: Vec<String>,
+    options: OriginOptions,
     temp_dir: Option<tempfile::TempDir>,
 }
 
@@ -55,11 +166,27 @@ impl RtspOrigin {
     /// port 0 and reports the ports it got, so no other process can take
     /// them between choosing and binding.
     pub fn start(paths: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with(paths, OriginOptions::default())
+    }
+
+    /// Like [`RtspOrigin::start`], with a format and options.
+    ///
+    /// ```no_run
+    /// # fn main() -> anyhow::Result<()> {
+    /// use glasswatch_testkit::origin::{HlsFormat, OriginOptions, RtspOrigin};
+    /// let origin = RtspOrigin::start_with(
+    ///     &["cam"],
+    ///     OriginOptions { format: HlsFormat::Llhls, part_ms: 50, segment_ms: 500, ..OriginOptions::default() },
+    /// )?;
+    /// // origin.hls_url("cam") is the multivariant playlist.
+    /// # Ok(()) }
+    /// ```
+    pub fn start_with(paths: &[&str], options: OriginOptions) -> anyhow::Result<Self> {
         let temp_dir = tempfile::Builder::new()
             .prefix("glasswatch-origin-")
             .tempdir()
             .context("creating the HLS directory")?;
-        let mut origin = Self::start_on(0, 0, temp_dir.path(), paths)?;
+        let mut origin = Self::start_on_with(0, 0, temp_dir.path(), paths, options)?;
         origin.temp_dir = Some(temp_dir);
         Ok(origin)
     }
@@ -74,24 +201,47 @@ impl RtspOrigin {
         dir: &Path,
         paths: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::start_on_with(rtsp_port, http_port, dir, paths, OriginOptions::default())
+    }
+
+    /// Like [`RtspOrigin::start_on`], with a format and options.
+    pub fn start_on_with(
+        rtsp_port: u16,
+        http_port: u16,
+        dir: &Path,
+        paths: &[&str],
+        options: OriginOptions,
+    ) -> anyhow::Result<Self> {
         let paths: Vec<String> = paths.iter().map(|p| (*p).to_owned()).collect();
-        let (peer, rtsp_port, http_port) = spawn(rtsp_port, http_port, dir, &paths)?;
+        let (peer, rtsp_port, http_port) = spawn(rtsp_port, http_port, dir, &paths, &options)?;
         Ok(RtspOrigin {
             peer,
             rtsp_port,
             http_port,
             dir: dir.to_owned(),
             paths,
+            options,
             temp_dir: None,
         })
+    }
+
+    /// The options the origin runs with.
+    pub fn options(&self) -> &OriginOptions {
+        &self.options
     }
 
     /// Kills the origin if it runs, then starts it again on the same ports,
     /// directory and paths, as a crashed origin restarted by its supervisor.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop()?;
-        let (peer, _, _) = spawn(self.rtsp_port, self.http_port, &self.dir, &self.paths)
-            .context("restarting the origin on the same ports")?;
+        let (peer, _, _) = spawn(
+            self.rtsp_port,
+            self.http_port,
+            &self.dir,
+            &self.paths,
+            &self.options,
+        )
+        .context("restarting the origin on the same ports")?;
         self.peer = peer;
         Ok(())
     }
@@ -140,7 +290,9 @@ impl RtspOrigin {
         format!("rtsp://127.0.0.1:{}/{path}", self.rtsp_port)
     }
 
-    /// The playlist URL of `path`: `http://127.0.0.1:{http}/{path}/index.m3u8`.
+    /// The playlist URL of `path`: `http://127.0.0.1:{http}/{path}/index.m3u8`
+    /// (for LL-HLS the multivariant playlist; with sessions it answers a
+    /// redirect first).
     pub fn hls_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}/{path}/index.m3u8", self.http_port)
     }
@@ -150,7 +302,9 @@ impl RtspOrigin {
         self.dir.join(path)
     }
 
-    /// The playlist of `path` as on disk now, if it has been written.
+    /// The playlist of `path` as on disk now, if it has been written (`ts`
+    /// and `fmp4`; an LL-HLS origin writes nothing to disk, so this is
+    /// always `None` for it: read it over HTTP).
     pub fn playlist(&self, path: &str) -> anyhow::Result<Option<HlsPlaylist>> {
         let file = self.hls_dir(path).join("index.m3u8");
         match std::fs::read_to_string(&file) {
@@ -210,6 +364,7 @@ fn spawn(
     http_port: u16,
     dir: &Path,
     paths: &[String],
+    options: &OriginOptions,
 ) -> anyhow::Result<(Peer, u16, u16)> {
     if paths.is_empty() {
         bail!("an origin needs at least one path");
@@ -225,6 +380,7 @@ fn spawn(
     for path in paths {
         cmd.arg("--path").arg(path);
     }
+    cmd.args(options.args());
     let peer = Peer::spawn(
         "glasswatch-test-origin",
         cmd,
@@ -329,6 +485,29 @@ mod tests {
         );
         assert_eq!(parse_ready("READY rtsp=127.0.0.1:8554"), None);
         assert_eq!(parse_ready("READY rtsp=x http=y"), None);
+    }
+
+    #[test]
+    fn options_become_arguments() {
+        let args = OriginOptions::default().args().join(" ");
+        assert!(
+            args.starts_with("--format ts --target-duration 1 "),
+            "{args}"
+        );
+        assert!(!args.contains("--strip-sei") && !args.contains("--sessions"));
+        let args = OriginOptions {
+            strip_sei: true,
+            sessions: true,
+            segment_ms: 1500,
+            ..OriginOptions::llhls_like_fixture()
+        }
+        .args()
+        .join(" ");
+        assert!(
+            args.contains("--format llhls --target-duration 2 --part-ms 50"),
+            "{args}"
+        );
+        assert!(args.ends_with("--strip-sei --sessions"), "{args}");
     }
 
     #[test]

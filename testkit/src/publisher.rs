@@ -8,7 +8,12 @@
 //!
 //! The optional copy of the pushed elementary stream (written unbuffered, so
 //! it survives SIGKILL) lets a test compare what it sent with what an origin
-//! served. It does not stamp frames (that is the agent's job).
+//! served. With `stamp` set, the same pipeline runs in
+//! `glasswatch-test-publisher` instead of `gst-launch-1.0`, which puts the
+//! Glasswatch SEI stamp into every access unit after `h264parse` (stream tag
+//! of [`crate::stamps::PATTERN_IDS`], `seq` from 0, `capture_us` the wall
+//! clock at stamping), so a test can check that stamps survive an origin
+//! without running the agent.
 //!
 //! Stop a publisher by killing it ([`Peer::kill`]), as a crashing agent
 //! would: with GStreamer 1.22, `rtspclientsink` at end of stream sometimes
@@ -22,6 +27,9 @@ use std::{path::PathBuf, process::Command, time::Duration};
 use anyhow::ensure;
 
 use crate::peer::{Peer, Ready};
+
+/// The binary that runs a stamped pattern.
+pub const STAMPING_PUBLISHER: &str = "glasswatch-test-publisher";
 
 /// Options for [`TestPattern::publish`]; `Default` gives 320x240 at 30 fps,
 /// a key frame every 15 frames, baseline profile, running until stopped.
@@ -42,6 +50,8 @@ pub struct TestPattern {
     pub frames: Option<u32>,
     /// Also write the pushed byte stream (Annex B) to this file.
     pub copy_to: Option<PathBuf>,
+    /// Stamp every access unit (runs `glasswatch-test-publisher`).
+    pub stamp: bool,
 }
 
 impl Default for TestPattern {
@@ -54,6 +64,7 @@ impl Default for TestPattern {
             profile: "baseline".to_owned(),
             frames: None,
             copy_to: None,
+            stamp: false,
         }
     }
 }
@@ -116,6 +127,7 @@ impl TestPattern {
             format!("video/x-h264,profile={}", self.profile),
             "!".to_owned(),
             "h264parse".to_owned(),
+            "name=stamp".to_owned(),
             "config-interval=-1".to_owned(),
             "!".to_owned(),
             // Without this the tee lets h264parse pick avc for the copy.
@@ -147,8 +159,17 @@ impl TestPattern {
     /// once spawned; wait on the origin (e.g. for a playlist) to know the
     /// stream arrived.
     pub fn publish(&self, rtsp_url: &str) -> anyhow::Result<Peer> {
-        let mut cmd = Command::new("gst-launch-1.0");
-        cmd.args(self.launch_args(rtsp_url)?);
+        let mut args = self.launch_args(rtsp_url)?;
+        let mut cmd = if self.stamp {
+            let mut cmd = Command::new(crate::bins::try_bin_path(STAMPING_PUBLISHER)?);
+            // `-q` is gst-launch's option, not part of the description.
+            args.retain(|a| a != "-q");
+            cmd.arg("--");
+            cmd
+        } else {
+            Command::new("gst-launch-1.0")
+        };
+        cmd.args(args);
         Peer::spawn("gst-publisher", cmd, Ready::Spawned, Duration::from_secs(5))
     }
 }

@@ -49,3 +49,90 @@ pub fn stamped_frames(es: &[u8]) -> anyhow::Result<Vec<SeenFrame>> {
     }
     Ok(out)
 }
+
+/// The device and stream ids whose stream tag a stamped [`crate::TestPattern`] carries.
+pub const PATTERN_IDS: (&str, &str) = ("testkit", "pattern");
+
+/// `au` (Annex B) with the Glasswatch stamp (an SEI NAL unit) inserted
+/// directly before its first slice, as the agent places it; `None` when the
+/// access unit has no slice. The keyframe flag comes from the slices.
+pub fn insert_stamp_annexb(
+    au: &[u8],
+    stream_tag: u32,
+    seq: u64,
+    capture_us: i64,
+) -> Option<Vec<u8>> {
+    let first_vcl = h264::annexb_nals(au)
+        .find(|(_, n)| h264::nal_type(n).is_some_and(h264::is_vcl))
+        .map(|(offset, _)| offset)?;
+    let keyframe = h264::annexb_nals(au).any(|(_, n)| h264::nal_type(n) == Some(h264::NAL_IDR));
+    let mut nal = Vec::with_capacity(64);
+    sei::build_sei_nal(
+        &sei::FrameStamp {
+            keyframe,
+            stream_tag,
+            seq,
+            capture_us,
+        },
+        &mut nal,
+    );
+    let mut out = Vec::with_capacity(au.len() + nal.len() + 4);
+    out.extend_from_slice(&au[..first_vcl]);
+    out.extend_from_slice(&nal);
+    out.extend_from_slice(&[0, 0, 1]);
+    out.extend_from_slice(&au[first_vcl..]);
+    Some(out)
+}
+
+/// The access unit `au` (Annex B) without its SEI NAL units (type 6), each
+/// remaining NAL unit behind a 4-byte start code; `None` when it has none to
+/// remove. What an origin that strips SEI serves.
+pub fn strip_sei_annexb(au: &[u8]) -> Option<Vec<u8>> {
+    let nals: Vec<&[u8]> = h264::annexb_nals(au).map(|(_, n)| n).collect();
+    if !nals
+        .iter()
+        .any(|n| h264::nal_type(n) == Some(h264::NAL_SEI))
+    {
+        return None;
+    }
+    let mut out = Vec::with_capacity(au.len());
+    for nal in nals {
+        if h264::nal_type(nal) != Some(h264::NAL_SEI) {
+            out.extend_from_slice(&[0, 0, 0, 1]);
+            out.extend_from_slice(nal);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_only_sei() {
+        let au = [
+            0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x06, 5, 1, 0x80, 0, 0, 0, 1, 0x65, 0x88, 0x84,
+        ];
+        let out = strip_sei_annexb(&au).unwrap();
+        assert_eq!(out, [0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1, 0x65, 0x88, 0x84]);
+        assert_eq!(strip_sei_annexb(&out), None);
+    }
+
+    #[test]
+    fn stamps_go_before_the_first_slice() {
+        let au = [
+            0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1, 0x65, 0x88, 0x84, 0, 0, 1, 0x65, 0x11,
+        ];
+        let out = insert_stamp_annexb(&au, 7, 42, 1_000_000).unwrap();
+        let frames = stamped_frames(&out).unwrap();
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].stamp.seq, 42);
+        assert!(frames[0].stamp.keyframe);
+        let types: Vec<u8> = h264::annexb_nals(&out)
+            .filter_map(|(_, n)| h264::nal_type(n))
+            .collect();
+        assert_eq!(types, [9, 6, 5, 5]);
+        assert_eq!(insert_stamp_annexb(&[0, 0, 1, 0x09, 0xf0], 7, 0, 0), None);
+    }
+}

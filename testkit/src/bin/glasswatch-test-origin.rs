@@ -1,5 +1,8 @@
 //! `glasswatch-test-origin`: a small RTSP RECORD origin that republishes each
-//! pushed H.264 stream as classic HLS (MPEG-TS segments), for tests only.
+//! pushed H.264 stream over HTTP as classic HLS with MPEG-TS segments
+//! (`--format ts`, the default), classic HLS with fMP4 segments made by
+//! ffmpeg (`--format fmp4`), or LL-HLS the way MediaMTX v1.16.2 serves it
+//! (`--format llhls`), for tests only.
 //!
 //! It exists because `ffmpeg -rtsp_flags listen` rejects the SETUP that
 //! GStreamer's `rtspclientsink` sends, and tests must not depend on MediaMTX
@@ -9,18 +12,33 @@
 //! ```text
 //!  rtspclientsink ──RTSP RECORD (TCP)──▶ /NAME ─┐
 //!                                               │  media per publisher session
-//!  rtph264depay name=depay0 ─▶ h264parse ─▶ video/x-h264,stream-format=byte-stream,alignment=au
-//!                                               │
+//!  rtph264depay name=depay0 ─▶ h264parse name=parse ─▶ video/x-h264,stream-format=byte-stream,alignment=au
+//!                                               │   (--strip-sei: a probe on parse's src pad drops every SEI NAL unit)
+//!        ┌──────────────────────────────────────┼───────────────────────────────────────┐
+//!   ts:  ▼                                fmp4: ▼                                llhls: ▼
+//!  hlssink2 ─▶ {dir}/NAME/             mpegtsmux ─▶ fakesink name=out            fakesink name=out
+//!  index.m3u8 + segment%05d.ts            probe ─▶ ffmpeg stdin (-f mpegts)        probe ─▶ llhls::Muxer (in memory)
+//!                                          ─▶ -c copy -f hls -hls_segment_type fmp4
+//!                                          ─▶ {dir}/NAME/index.m3u8, init.mp4, segment%05d.m4s
+//!        └──────────────────────────────────────┼───────────────────────────────────────┘
 //!                                               ▼
-//!             hlssink2 ─▶ {dir}/{NAME}/index.m3u8 + segment%05d.ts
-//!                                               │
-//!            axum ServeDir on 127.0.0.1:{http}  ◀┘  GET /NAME/index.m3u8
+//!            axum on 127.0.0.1:{http}: GET /NAME/index.m3u8 (ts, fmp4: the directory; llhls: llhls::http)
 //! ```
 //!
 //! Access units are handed on unchanged: `h264parse` only repacketises to
 //! byte-stream/AU, so SEI NAL units (the frame stamp) and slices keep their
-//! bytes. Segments are cut at key frames once the target duration (1 s) has
-//! passed; it sends no key-frame requests upstream.
+//! bytes, unless `--strip-sei` removes every SEI (an origin that strips the
+//! stamp, so readers must match by fingerprint). For ts, segments are cut at
+//! key frames once the target duration (1 s) has passed; it sends no
+//! key-frame requests upstream. For fmp4, ffmpeg's HLS muxer (`-c copy`,
+//! reading the MPEG-TS the media makes so the real timestamps are kept)
+//! cuts 1 s segments at key frames and writes every segment and playlist to
+//! a temporary file first, so HTTP never serves a half-written file; the
+//! ffmpeg child gets end of file when the session ends and is killed by PID
+//! if it has not exited 5 s later. For llhls, see
+//! `glasswatch_testkit::llhls`: parts, segments and playlists live in memory
+//! and are served complete only, with blocking playlist reloads, and with
+//! `--sessions` MediaMTX 1.18's reader sessions.
 //!
 //! Each mount accepts one publisher at a time: an ANNOUNCE on a mount that is
 //! recording is answered `503 Service Unavailable` (MediaMTX would let the
@@ -29,25 +47,31 @@
 //! gst-rtsp-server 1.22, so this origin refuses rather than half-replaces).
 //! A new publisher session after a disconnect (TEARDOWN, or the connection
 //! closing) gets a fresh media (the factory is not shared) and restarts the
-//! playlist at `segment00000.ts`. The previous session's playlist and
-//! segments are removed when the new session starts, and at start-up, so a
-//! path has no playlist until its current publisher has produced a segment.
-//! When a publisher goes away the media is shut down with EOS, so hlssink2
-//! closes the last segment and the playlist ends with `#EXT-X-ENDLIST`.
+//! playlist at `segment00000.ts` (llhls: a new muxer with a new random URI
+//! prefix). The previous session's playlist and segments are removed when the
+//! new session starts, and at start-up, so a path has no playlist until its
+//! current publisher has produced a segment. When a publisher goes away the
+//! media is shut down with EOS, so hlssink2 (or ffmpeg) closes the last
+//! segment and the playlist ends with `#EXT-X-ENDLIST`; an LL-HLS path
+//! answers 404 from then on, as MediaMTX's does.
 //!
 //! It binds only 127.0.0.1, prints `READY rtsp=127.0.0.1:P http=127.0.0.1:Q`
 //! on stdout once both ports listen (port 0 picks a free one, and the line
 //! gives the real port), logs to stderr and exits on SIGTERM or SIGINT
 //! (without ending the playlists of publishers still connected).
 //!
-//! What it does not do: LL-HLS, fMP4, authentication, audio, RTSP playback.
+//! What it does not do: authentication, audio, RTSP playback, H.265.
 
 use std::{
     collections::HashMap,
+    future::Future,
     io::{IsTerminal as _, Write as _},
     net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
+    pin::Pin,
+    process::{Child, ChildStdin, Command, Stdio},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context as _};
@@ -58,6 +82,13 @@ use axum::{
     Router,
 };
 use clap::Parser;
+use glasswatch_testkit::{
+    llhls::{
+        http::{LlHlsServer, Publisher},
+        MuxerConfig,
+    },
+    stamps::strip_sei_annexb,
+};
 use gstreamer_rtsp_server::{self as rtsp_server, gio, glib, gst, gst_rtsp, prelude::*};
 use tower_http::{services::ServeDir, set_header::SetResponseHeaderLayer};
 
@@ -65,7 +96,7 @@ use tower_http::{services::ServeDir, set_header::SetResponseHeaderLayer};
 #[derive(Debug, Parser)]
 #[command(
     name = "glasswatch-test-origin",
-    about = "Test-only RTSP RECORD origin that republishes H.264 as classic HLS"
+    about = "Test-only RTSP RECORD origin that republishes H.264 as HLS (MPEG-TS, fMP4) or LL-HLS"
 )]
 struct Args {
     /// RTSP port on 127.0.0.1 (0 picks a free port; READY tells which).
@@ -90,6 +121,50 @@ struct Args {
     /// Segment files kept on disk per path (older ones are deleted).
     #[arg(long, default_value_t = 10)]
     max_files: u32,
+    /// Output: `ts` (hlssink2), `fmp4` (ffmpeg's HLS muxer) or `llhls`
+    /// (in-memory LL-HLS muxer imitating MediaMTX 1.16.2).
+    #[arg(long, value_enum, default_value_t = Format::Ts)]
+    format: Format,
+    /// Remove every SEI NAL unit from each access unit before it is segmented.
+    #[arg(long)]
+    strip_sei: bool,
+    /// llhls: MediaMTX 1.18 reader sessions (redirect, `?session=`, 401).
+    #[arg(long)]
+    sessions: bool,
+    /// llhls: idle time after which a reader session expires.
+    #[arg(long, default_value_t = 30_000)]
+    session_idle_ms: u64,
+    /// llhls: `hlsPartDuration` in milliseconds (rounded up to whole frames).
+    #[arg(long, default_value_t = 200)]
+    part_ms: u64,
+    /// llhls: `hlsSegmentDuration` in milliseconds (segments are cut at the
+    /// first IDR after it).
+    #[arg(long, default_value_t = 1000)]
+    segment_ms: u64,
+    /// llhls: `hlsSegmentCount`, at least 7.
+    #[arg(long, default_value_t = 7)]
+    segment_count: usize,
+}
+
+/// What each publisher session is turned into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// Classic HLS, MPEG-TS segments (`hlssink2`).
+    Ts,
+    /// Classic HLS, fMP4 segments (ffmpeg's HLS muxer, `-c copy`).
+    Fmp4,
+    /// LL-HLS with fMP4 parts, MediaMTX-style.
+    Llhls,
+}
+
+/// Settings every media of the origin shares.
+#[derive(Debug)]
+struct Settings {
+    format: Format,
+    strip_sei: bool,
+    target_duration: u32,
+    playlist_length: u32,
+    llhls: Option<Arc<LlHlsServer>>,
 }
 
 /// Checks a mount name: it becomes a URL path segment and a directory name.
@@ -108,13 +183,23 @@ fn validate_path_name(name: &str) -> anyhow::Result<()> {
 /// options are formatted in; file locations are set as properties in
 /// `media-configure`, never through this string.
 fn launch_line(args: &Args) -> String {
-    format!(
-        "( rtph264depay name=depay0 ! h264parse \
-         ! video/x-h264,stream-format=byte-stream,alignment=au \
-         ! hlssink2 name=hls target-duration={} playlist-length={} max-files={} \
-         send-keyframe-requests=false )",
-        args.target_duration, args.playlist_length, args.max_files
-    )
+    const HEAD: &str = "rtph264depay name=depay0 ! h264parse name=parse";
+    const AU: &str = "video/x-h264,stream-format=byte-stream,alignment=au";
+    match args.format {
+        Format::Ts => format!(
+            "( {HEAD} ! {AU} ! hlssink2 name=hls target-duration={} playlist-length={} \
+             max-files={} send-keyframe-requests=false )",
+            args.target_duration, args.playlist_length, args.max_files
+        ),
+        // SPS/PPS before every IDR, so ffmpeg and the muxer can start at any
+        // key frame (MediaMTX also has them from the SDP).
+        Format::Fmp4 => format!(
+            "( {HEAD} config-interval=-1 ! {AU} ! mpegtsmux ! fakesink name=out sync=false async=false )"
+        ),
+        Format::Llhls => format!(
+            "( {HEAD} config-interval=-1 ! {AU} ! fakesink name=out sync=false async=false )"
+        ),
+    }
 }
 
 /// The medias created on each mount (one per publisher session), weakly.
@@ -161,6 +246,7 @@ fn make_factory(
     hls_dir: &Path,
     launch: &str,
     recording: &Recording,
+    settings: &Arc<Settings>,
 ) -> rtsp_server::RTSPMediaFactory {
     let factory = rtsp_server::RTSPMediaFactory::new();
     factory.set_launch(launch);
@@ -172,43 +258,79 @@ fn make_factory(
     // and ends the playlist.
     factory.set_eos_shutdown(true);
 
+    // The jitter buffer of a RECORD media waits 200 ms by default; over TCP
+    // nothing arrives out of order, and MediaMTX has no such wait.
+    if settings.format != Format::Ts {
+        factory.set_latency(0);
+    }
+
     let name = name.to_owned();
     let hls_dir = hls_dir.to_owned();
     let recording = recording.clone();
+    let settings = settings.clone();
     factory.connect_media_configure(move |_factory, media| {
-        configure_media(&name, &hls_dir, &recording, media);
+        configure_media(&name, &hls_dir, &recording, &settings, media);
     });
     factory
 }
 
-/// Called once per publisher session (on ANNOUNCE): points hlssink2 at the
-/// mount's directory and records the media as the mount's publisher.
+/// Where a media's access units (llhls) or MPEG-TS bytes (fmp4) go, once
+/// the session is accepted.
+#[derive(Debug)]
+enum Output {
+    Llhls(Publisher),
+    Ffmpeg(FfmpegHls),
+}
+
+type OutputSlot = Arc<Mutex<Option<Output>>>;
+
+fn lock_output(slot: &OutputSlot) -> MutexGuard<'_, Option<Output>> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Called once per publisher session (on ANNOUNCE): points the media's
+/// output at the mount and records the media as the mount's publisher. The
+/// output itself starts when the media is prepared (an accepted publisher).
 fn configure_media(
     name: &str,
     hls_dir: &Path,
     recording: &Recording,
+    settings: &Arc<Settings>,
     media: &rtsp_server::RTSPMedia,
 ) {
     if let Err(e) = std::fs::create_dir_all(hls_dir) {
         tracing::error!(path = name, dir = %hls_dir.display(), "cannot create HLS directory: {e}");
     }
-    let hls = media
-        .element()
-        .downcast::<gst::Bin>()
-        .ok()
-        .and_then(|bin| bin.by_name("hls"));
-    match hls {
-        Some(hls) => {
-            hls.set_property(
-                "location",
-                hls_dir.join("segment%05d.ts").to_string_lossy().as_ref(),
-            );
-            hls.set_property(
-                "playlist-location",
-                hls_dir.join("index.m3u8").to_string_lossy().as_ref(),
-            );
+    if settings.format != Format::Ts {
+        use_rtp_timestamps(name, media);
+    }
+    let bin = media.element().downcast::<gst::Bin>().ok();
+    let element = |element: &str| bin.as_ref().and_then(|b| b.by_name(element));
+    let output: OutputSlot = Arc::default();
+    match settings.format {
+        Format::Ts => match element("hls") {
+            Some(hls) => {
+                hls.set_property(
+                    "location",
+                    hls_dir.join("segment%05d.ts").to_string_lossy().as_ref(),
+                );
+                hls.set_property(
+                    "playlist-location",
+                    hls_dir.join("index.m3u8").to_string_lossy().as_ref(),
+                );
+            }
+            None => tracing::error!(path = name, "no element named hls in the media"),
+        },
+        Format::Fmp4 | Format::Llhls => match element("out") {
+            Some(out) => add_output_probe(name, &out, &output),
+            None => tracing::error!(path = name, "no element named out in the media"),
+        },
+    }
+    if settings.strip_sei {
+        match element("parse") {
+            Some(parse) => add_strip_sei_probe(name, &parse),
+            None => tracing::error!(path = name, "no element named parse in the media"),
         }
-        None => tracing::error!(path = name, "no element named hls in the media"),
     }
     {
         let mut map = lock(recording);
@@ -219,15 +341,225 @@ fn configure_media(
 
     let path = name.to_owned();
     let dir = hls_dir.to_owned();
+    let started = output.clone();
+    let settings = settings.clone();
     media.connect_prepared(move |_| {
         // Only accepted publishers get here (a refused one's media is never
-        // prepared), and before any buffer reaches hlssink2.
+        // prepared), and before any buffer reaches the output.
         clear_hls_dir(&path, &dir);
+        let new = match settings.format {
+            Format::Ts => None,
+            Format::Fmp4 => match FfmpegHls::spawn(&path, &dir, &settings) {
+                Ok(ffmpeg) => Some(Output::Ffmpeg(ffmpeg)),
+                Err(e) => {
+                    tracing::error!(path, "cannot start ffmpeg: {e:#}");
+                    None
+                }
+            },
+            Format::Llhls => settings
+                .llhls
+                .as_ref()
+                .and_then(|server| server.start_publisher(&path))
+                .map(Output::Llhls),
+        };
+        *lock_output(&started) = new;
         tracing::info!(path, "publisher recording");
     });
     let path = name.to_owned();
-    media.connect_unprepared(move |_| tracing::info!(path, "publisher session ended"));
+    media.connect_unprepared(move |_| {
+        let ended = lock_output(&output).take();
+        match ended {
+            Some(Output::Ffmpeg(ffmpeg)) => ffmpeg.finish(),
+            Some(Output::Llhls(publisher)) => drop(publisher),
+            None => {}
+        }
+        tracing::info!(path, "publisher session ended");
+    });
     tracing::info!(path = name, dir = %hls_dir.display(), "new publisher session");
+}
+
+/// Makes the media's RTP jitter buffers time buffers from RTP timestamps
+/// alone (`mode=none`), as MediaMTX does: the default (`slave`) follows the
+/// arrival times, and its jitter would reach the part and segment
+/// durations.
+fn use_rtp_timestamps(name: &str, media: &rtsp_server::RTSPMedia) {
+    let Some(pipeline) = media
+        .element()
+        .parent()
+        .and_then(|p| p.downcast::<gst::Bin>().ok())
+    else {
+        tracing::error!(path = name, "the media has no pipeline yet");
+        return;
+    };
+    let path = name.to_owned();
+    pipeline.connect_deep_element_added(move |_, _, element| {
+        let factory = element.factory().map(|f| f.name());
+        match factory.as_deref() {
+            Some("rtpbin") => element.set_property_from_str("buffer-mode", "none"),
+            Some("rtpjitterbuffer") => {
+                element.set_property_from_str("mode", "none");
+                tracing::debug!(path, "jitter buffer set to RTP timestamps only");
+            }
+            _ => {}
+        }
+    });
+}
+
+/// Hands every buffer reaching `out`'s sink pad to the media's output.
+fn add_output_probe(name: &str, out: &gst::Element, output: &OutputSlot) {
+    let Some(pad) = out.static_pad("sink") else {
+        tracing::error!(path = name, "the out element has no sink pad");
+        return;
+    };
+    let output = output.clone();
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+        move |_, info| {
+            let mut guard = lock_output(&output);
+            let Some(out) = guard.as_mut() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            match &info.data {
+                Some(gst::PadProbeData::Buffer(buffer)) => write_buffer(out, buffer),
+                Some(gst::PadProbeData::BufferList(list)) => {
+                    for buffer in list.iter() {
+                        write_buffer(out, buffer);
+                    }
+                }
+                _ => {}
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+}
+
+fn write_buffer(out: &mut Output, buffer: &gst::BufferRef) {
+    let Ok(map) = buffer.map_readable() else {
+        return;
+    };
+    match out {
+        Output::Llhls(publisher) => publisher.write_annexb(
+            &map,
+            buffer.pts().map(gst::ClockTime::nseconds),
+            buffer.dts().map(gst::ClockTime::nseconds),
+        ),
+        Output::Ffmpeg(ffmpeg) => ffmpeg.write(&map),
+    }
+}
+
+/// Replaces each access unit leaving `parse` by a copy without SEI NAL units.
+fn add_strip_sei_probe(name: &str, parse: &gst::Element) {
+    let Some(pad) = parse.static_pad("src") else {
+        tracing::error!(path = name, "the parse element has no src pad");
+        return;
+    };
+    pad.add_probe(gst::PadProbeType::BUFFER, |_, info| {
+        if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data {
+            let stripped = buffer
+                .map_readable()
+                .ok()
+                .and_then(|map| strip_sei_annexb(&map));
+            if let Some(bytes) = stripped {
+                let mut new = gst::Buffer::from_mut_slice(bytes);
+                if let Some(b) = new.get_mut() {
+                    b.set_pts(buffer.pts());
+                    b.set_dts(buffer.dts());
+                    b.set_duration(buffer.duration());
+                    b.set_offset(buffer.offset());
+                    b.set_flags(buffer.flags());
+                }
+                *buffer = new;
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// ffmpeg's HLS muxer as a child reading the media's MPEG-TS on stdin and
+/// writing fMP4 segments into the mount's directory.
+#[derive(Debug)]
+struct FfmpegHls {
+    path: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl FfmpegHls {
+    fn spawn(path: &str, dir: &Path, settings: &Settings) -> anyhow::Result<FfmpegHls> {
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-nostats", "-hide_banner", "-loglevel", "warning"])
+            // Start on the first key frame instead of probing for seconds.
+            .args(["-probesize", "65536", "-analyzeduration", "500000"])
+            .args(["-f", "mpegts", "-i", "pipe:0"])
+            .args(["-map", "0:v:0", "-c", "copy", "-f", "hls"])
+            .args(["-hls_time", &settings.target_duration.to_string()])
+            .args(["-hls_list_size", &settings.playlist_length.to_string()])
+            .args([
+                "-hls_segment_type",
+                "fmp4",
+                "-hls_fmp4_init_filename",
+                "init.mp4",
+            ])
+            .args([
+                "-hls_flags",
+                "temp_file+delete_segments+independent_segments",
+            ])
+            .arg("-hls_segment_filename")
+            .arg(dir.join("segment%05d.m4s"))
+            .arg(dir.join("index.m3u8"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null());
+        let mut child = cmd.spawn().with_context(|| format!("spawning {cmd:?}"))?;
+        let stdin = child.stdin.take();
+        tracing::info!(path, pid = child.id(), "ffmpeg HLS muxer started");
+        Ok(FfmpegHls {
+            path: path.to_owned(),
+            child,
+            stdin,
+        })
+    }
+
+    fn write(&mut self, data: &[u8]) {
+        use std::io::Write as _;
+        if let Some(stdin) = self.stdin.as_mut() {
+            if let Err(e) = stdin.write_all(data) {
+                tracing::error!(path = self.path, "ffmpeg stopped reading: {e}");
+                self.stdin = None;
+            }
+        }
+    }
+
+    /// Closes ffmpeg's input so it writes the last segment and ends the
+    /// playlist, and kills it by PID if it has not exited 5 s later.
+    fn finish(mut self) {
+        self.stdin = None;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    tracing::info!(path = self.path, %status, "ffmpeg HLS muxer exited");
+                    return;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => {
+                    tracing::warn!(path = self.path, "waiting for ffmpeg: {e}");
+                    break;
+                }
+            }
+        }
+        // Drop kills it.
+    }
+}
+
+impl Drop for FfmpegHls {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            tracing::warn!(path = self.path, pid = self.child.id(), "killing ffmpeg");
+            // Child::kill signals this child's own PID (SIGKILL).
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// Removes the playlist and segments a previous session or origin process
@@ -246,7 +578,10 @@ fn clear_hls_dir(name: &str, dir: &Path) {
         let file_name = entry.file_name();
         let file_name = file_name.to_string_lossy();
         let ours = file_name == "index.m3u8"
-            || (file_name.starts_with("segment") && file_name.ends_with(".ts"));
+            || file_name == "init.mp4"
+            || file_name.ends_with(".tmp")
+            || (file_name.starts_with("segment")
+                && (file_name.ends_with(".ts") || file_name.ends_with(".m4s")));
         if !ours {
             continue;
         }
@@ -289,6 +624,7 @@ fn watch_announces(server: &rtsp_server::RTSPServer, recording: &Recording) {
 /// Returns the server (keep it alive) and its bound port.
 fn start_rtsp(
     args: &Args,
+    settings: &Arc<Settings>,
     ctx: &glib::MainContext,
 ) -> anyhow::Result<(rtsp_server::RTSPServer, u16)> {
     let server = rtsp_server::RTSPServer::new();
@@ -304,7 +640,7 @@ fn start_rtsp(
         std::fs::create_dir_all(&hls_dir)
             .with_context(|| format!("creating {}", hls_dir.display()))?;
         clear_hls_dir(name, &hls_dir);
-        let factory = make_factory(name, &hls_dir, &launch, &recording);
+        let factory = make_factory(name, &hls_dir, &launch, &recording, settings);
         mounts.add_factory(&format!("/{name}"), factory);
     }
     watch_announces(&server, &recording);
@@ -339,6 +675,8 @@ async fn hls_content_type(uri: Uri, mut response: Response) -> Response {
         Some("application/vnd.apple.mpegurl")
     } else if path.ends_with(".ts") {
         Some("video/mp2t")
+    } else if path.ends_with(".mp4") || path.ends_with(".m4s") {
+        Some("video/mp4")
     } else {
         None
     };
@@ -385,11 +723,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
+    if args.sessions && args.format != Format::Llhls {
+        bail!("--sessions needs --format llhls");
+    }
     gst::init().context("initialising GStreamer")?;
+
+    let llhls = (args.format == Format::Llhls).then(|| {
+        LlHlsServer::new(
+            &args.paths,
+            MuxerConfig {
+                segment_count: args.segment_count,
+                segment_min_duration: Duration::from_millis(args.segment_ms),
+                part_min_duration: Duration::from_millis(args.part_ms),
+            },
+            args.sessions
+                .then(|| Duration::from_millis(args.session_idle_ms)),
+        )
+    });
+    let settings = Arc::new(Settings {
+        format: args.format,
+        strip_sei: args.strip_sei,
+        target_duration: args.target_duration,
+        playlist_length: args.playlist_length,
+        llhls: llhls.clone(),
+    });
 
     // The RTSP server runs on its own GLib main loop thread.
     let ctx = glib::MainContext::new();
-    let (server, rtsp_port) = start_rtsp(&args, &ctx)?;
+    let (server, rtsp_port) = start_rtsp(&args, &settings, &ctx)?;
     let main_loop = glib::MainLoop::new(Some(&ctx), false);
     let glib_thread = {
         let main_loop = main_loop.clone();
@@ -412,7 +773,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding HTTP on {http_addr}"))?;
     let http_addr = listener.local_addr().context("reading HTTP address")?;
-    let app = http_app(&args.dir);
+    let serve: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &llhls {
+        Some(server) => {
+            server.spawn_session_sweeper();
+            let app = server
+                .router()
+                .into_make_service_with_connect_info::<SocketAddr>();
+            Box::pin(async move { axum::serve(listener, app).await })
+        }
+        None => {
+            let app = http_app(&args.dir);
+            Box::pin(async move { axum::serve(listener, app).await })
+        }
+    };
 
     {
         let mut out = std::io::stdout().lock();
@@ -425,11 +798,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         %http_addr,
         dir = %args.dir.display(),
         paths = ?args.paths,
+        format = ?args.format,
+        strip_sei = args.strip_sei,
+        sessions = args.sessions,
         "origin listening"
     );
 
     let result = tokio::select! {
-        r = axum::serve(listener, app) => r.context("HTTP server failed"),
+        r = serve => r.context("HTTP server failed"),
         s = signals.recv() => {
             tracing::info!("{s}: shutting down");
             Ok(())
