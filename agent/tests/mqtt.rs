@@ -14,32 +14,15 @@ use glasswatch_testkit::agent::{now_us, AgentProcess};
 use glasswatch_testkit::mosquitto::{BrokerOptions, Mosquitto, Subscriber};
 use glasswatch_testkit::process::run_with_timeout;
 use glasswatch_testkit::stamps::stamped_frames;
-use glasswatch_testkit::{ffmpeg_read_hls_h264, require, require_origin_stack, RtspOrigin};
+use glasswatch_testkit::{ffmpeg_read_hls_h264, require, RtspOrigin};
 
 fn require_mqtt() -> bool {
-    require("mosquitto (apt: mosquitto mosquitto-clients)", || {
-        for p in [
-            "mosquitto",
-            "mosquitto_sub",
-            "mosquitto_pub",
-            "mosquitto_passwd",
-        ] {
-            if glasswatch_testkit::require::find_program(p).is_none() {
-                return Err(format!("{p} not found"));
-            }
-        }
-        Ok(())
-    }) && require_origin_stack()
+    glasswatch_testkit::require::require_mqtt_stack()
 }
 
 /// A config with one test-pattern stream and the given `[mqtt]` lines.
 fn config(device: &str, publish_url: &str, mqtt: &str) -> String {
-    format!(
-        "device_id = \"{device}\"\n[retry]\ninitial_ms = 200\nmax_ms = 2000\n\
-         [mqtt]\nkeep_alive_s = 5\n{mqtt}\n\
-         [[stream]]\nid = \"cam0\"\nsource = \"test\"\nwidth = 320\nheight = 240\nfps = 30\ngop = 15\n\
-         bitrate_kbps = 400\nencoder = \"x264\"\npublish_url = \"{publish_url}\"\n"
-    )
+    glasswatch_testkit::agent::test_pattern_config(device, publish_url, "", mqtt)
 }
 
 fn parse<T: glasswatch_common::messages::Message>(payload: &str) -> T {

@@ -83,6 +83,11 @@ struct StreamState {
     unmatched: u64,
     dropped: u64,
     errors: u64,
+    playlist_requests: u64,
+    media_requests: u64,
+    /// Since the stream was first seen.
+    seen_total: u64,
+    errors_total: u64,
     /// The last seq HLS delivered, and seqs it skipped, to settle after the wait.
     last_hls_seq: Option<u64>,
     gaps: VecDeque<(i64, u64)>,
@@ -110,6 +115,10 @@ impl StreamState {
             unmatched: 0,
             dropped: 0,
             errors: 0,
+            playlist_requests: 0,
+            media_requests: 0,
+            seen_total: 0,
+            errors_total: 0,
             last_hls_seq: None,
             gaps: VecDeque::new(),
             first_seen: None,
@@ -157,6 +166,10 @@ pub struct StreamView {
     pub hls_url: Option<String>,
     pub reading: Option<String>,
     pub records: usize,
+    /// Frames seen over HLS since the stream was first seen.
+    pub frames_seen_total: u64,
+    /// Bad playlists, parts or segments and failed requests since then.
+    pub hls_errors_total: u64,
     pub last: Option<Latency>,
 }
 
@@ -357,11 +370,19 @@ impl Hub {
                 st.reading = Some(r);
                 st.last_hls_seq = None;
             }
-            Event::Error(_) => st.errors += 1,
+            Event::Error(_) => {
+                st.errors += 1;
+                st.errors_total += 1;
+            }
             Event::Frames {
                 frames,
                 available_us,
+                playlist_requests,
+                media_requests,
             } => {
+                st.playlist_requests += playlist_requests;
+                st.media_requests += media_requests;
+                st.seen_total += frames.len() as u64;
                 for frame in frames {
                     st.seen += 1;
                     if let Some(stamp) = frame.stamp {
@@ -446,6 +467,8 @@ impl Hub {
                         .or_else(|| st.receiving.clone())
                         .unwrap_or_default(),
                     errors: st.errors,
+                    playlist_requests: st.playlist_requests,
+                    media_requests: st.media_requests,
                 },
             };
             st.window_start_us = now_us;
@@ -454,6 +477,8 @@ impl Hub {
             st.unmatched = 0;
             st.dropped = 0;
             st.errors = 0;
+            st.playlist_requests = 0;
+            st.media_requests = 0;
             st.last = Some(latency.clone());
             out.push(latency);
         }
@@ -471,6 +496,8 @@ impl Hub {
                 hls_url: st.receiving.clone().or_else(|| st.advertised.clone()),
                 reading: st.reading.as_ref().map(|r| r.url.clone()),
                 records: st.records.len(),
+                frames_seen_total: st.seen_total,
+                hls_errors_total: st.errors_total,
                 last: st.last.clone(),
             })
             .collect()
@@ -617,6 +644,15 @@ mod tests {
         }
     }
 
+    fn frames_event(frames: Vec<SeenFrame>, available_us: i64) -> Event {
+        Event::Frames {
+            frames,
+            available_us,
+            playlist_requests: 1,
+            media_requests: 1,
+        }
+    }
+
     fn key() -> StreamKey {
         ("pi".into(), "cam0".into())
     }
@@ -682,19 +718,13 @@ mod tests {
         );
         hub.on_receiver(
             &key(),
-            Event::Frames {
-                frames: vec![seen(0, t0, true)],
-                available_us: t0 + 45_000,
-            },
+            frames_event(vec![seen(0, t0, true)], t0 + 45_000),
             t0 + 45_000,
         );
         // Frame first (SEI stripped), then its record.
         hub.on_receiver(
             &key(),
-            Event::Frames {
-                frames: vec![seen(1, t0 + 33_333, false)],
-                available_us: t0 + 80_000,
-            },
+            frames_event(vec![seen(1, t0 + 33_333, false)], t0 + 80_000),
             t0 + 80_000,
         );
         hub.on_frames(
@@ -710,10 +740,7 @@ mod tests {
         // An unknown frame.
         hub.on_receiver(
             &key(),
-            Event::Frames {
-                frames: vec![seen(99, t0 + 5, true)],
-                available_us: t0 + 90_000,
-            },
+            frames_event(vec![seen(99, t0 + 5, true)], t0 + 90_000),
             t0 + 90_000,
         );
         let s = hub.tick(t0 + 1_000_000);
@@ -746,14 +773,7 @@ mod tests {
             .filter(|s| *s != 4 && *s != 7)
             .map(|s| seen(s, t0 + s as i64 * 33_333, true))
             .collect();
-        hub.on_receiver(
-            &key(),
-            Event::Frames {
-                frames,
-                available_us: t0 + 400_000,
-            },
-            t0 + 400_000,
-        );
+        hub.on_receiver(&key(), frames_event(frames, t0 + 400_000), t0 + 400_000);
         hub.tick(t0 + 1_000_000);
         let s = hub.tick(t0 + 4_000_000);
         assert_eq!(s[0].dropped, 2, "{s:?}");
@@ -783,10 +803,7 @@ mod tests {
         );
         hub.on_receiver(
             &key(),
-            Event::Frames {
-                frames: vec![seen(0, capture_dev, true)],
-                available_us: t0 + 540_000,
-            },
+            frames_event(vec![seen(0, capture_dev, true)], t0 + 540_000),
             t0 + 540_000,
         );
         let s = hub.tick(t0 + 1_000_000);

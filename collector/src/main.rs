@@ -77,6 +77,8 @@ fn main() -> ExitCode {
                 api = %format!("http://{}/api/v1/streams", ready.http),
                 "ready"
             );
+            // For scripts and tests: one machine-readable line on stdout.
+            println!("READY mqtt={} http={}", ready.mqtt_url, ready.http);
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         },
         shutdown_signal(),

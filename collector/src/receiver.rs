@@ -19,10 +19,13 @@
 //! playlists, parts and segments are reported as errors (counted) and
 //! skipped; the receiver never stops on bad input, it starts over.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glasswatch_common::sei::FrameStamp;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use crate::hls::playlist::{self, MediaPlaylist, Playlist};
 use crate::hls::{fmp4, ts};
@@ -77,10 +80,13 @@ pub struct Reading {
 pub enum Event {
     /// A media playlist was found (again); figures now come this way.
     Reading(Reading),
-    /// The frames of one part or segment, all there at `available_us`.
+    /// The frames of one part or segment, all there at `available_us`,
+    /// with the requests made since the last such report.
     Frames {
         frames: Vec<SeenFrame>,
         available_us: i64,
+        playlist_requests: u64,
+        media_requests: u64,
     },
     /// Something malformed or failing was skipped (counted per window).
     Error(String),
@@ -135,6 +141,11 @@ impl Backoff {
     }
 }
 
+/// Most part or segment downloads in flight per stream. Media requests run
+/// concurrently with the next blocking reload so that a slow link (a long
+/// round trip, a delaying proxy) does not make the reader fall behind.
+const MAX_IN_FLIGHT: usize = 16;
+
 /// Reads `url` until the task is aborted or the hub goes away.
 pub async fn run(
     key: StreamKey,
@@ -144,45 +155,38 @@ pub async fn run(
     tx: mpsc::Sender<Report>,
 ) {
     let tag = glasswatch_common::sei::stream_tag(&key.0, &key.1);
-    let mut r = Receiver {
+    let io = Io {
         key,
         client,
         settings,
         tx,
         tag,
-        delivered: false,
+        counts: Arc::default(),
     };
     let mut backoff = Backoff::new(settings.retry_min, settings.retry_max);
     loop {
-        r.delivered = false;
-        let result = r.session(&url).await;
-        if r.delivered {
+        let before = io.counts.frames.load(Ordering::Relaxed);
+        let result = Session::new(io.clone()).run(&url).await;
+        if io.counts.frames.load(Ordering::Relaxed) != before {
             backoff.reset();
         }
+        let (device, stream) = (&io.key.0, &io.key.1);
         match result {
             Ok(()) => {}
             Err(Stop::Closed) => return,
             Err(Stop::NotYet(why)) => {
-                tracing::debug!(device = r.key.0, stream = r.key.1, "{why}; retrying");
+                tracing::debug!(device, stream, "{why}; retrying");
             }
             Err(Stop::Unauthorized(at)) => {
-                tracing::info!(
-                    device = r.key.0,
-                    stream = r.key.1,
-                    "session refused at {at}; starting over"
-                );
-                if r.send(Event::Error(format!("401 at {at}"))).await.is_err() {
+                tracing::info!(device, stream, "session refused at {at}; starting over");
+                if io.send(Event::Error(format!("401 at {at}"))).await.is_err() {
                     return;
                 }
                 continue;
             }
             Err(Stop::Failed(why)) => {
-                tracing::warn!(
-                    device = r.key.0,
-                    stream = r.key.1,
-                    "HLS: {why}; starting over"
-                );
-                if r.send(Event::Error(why)).await.is_err() {
+                tracing::warn!(device, stream, "HLS: {why}; starting over");
+                if io.send(Event::Error(why)).await.is_err() {
                     return;
                 }
             }
@@ -191,14 +195,23 @@ pub async fn run(
     }
 }
 
-struct Receiver {
+/// Request and frame counters of one receiver.
+#[derive(Debug, Default)]
+struct Counts {
+    frames: AtomicU64,
+    playlists: AtomicU64,
+    media: AtomicU64,
+}
+
+/// What a receiver and its download tasks share.
+#[derive(Clone)]
+struct Io {
     key: StreamKey,
     client: reqwest::Client,
     settings: Settings,
     tx: mpsc::Sender<Report>,
     tag: u32,
-    /// Frames were delivered in the current session (resets the backoff).
-    delivered: bool,
+    counts: Arc<Counts>,
 }
 
 /// A response body with the URL it finally came from and when its last byte arrived.
@@ -211,7 +224,14 @@ struct Fetched {
 /// Most bytes accepted for one playlist, part or segment.
 const MAX_BODY: usize = 64 << 20;
 
-impl Receiver {
+/// How a part or segment is read.
+#[derive(Clone)]
+enum Container {
+    Fmp4(Arc<fmp4::InitSegment>),
+    Ts,
+}
+
+impl Io {
     async fn send(&self, event: Event) -> Result<(), Stop> {
         self.tx
             .send(Report {
@@ -271,6 +291,7 @@ impl Receiver {
 
     /// Fetches and parses a playlist; a bad one is a counted failure.
     async fn playlist(&self, url: &str) -> Result<(String, Playlist), Stop> {
+        self.counts.playlists.fetch_add(1, Ordering::Relaxed);
         let f = self.get(url).await?;
         let text = std::str::from_utf8(&f.body)
             .map_err(|_| Stop::Failed(format!("playlist {url} is not UTF-8")))?;
@@ -278,15 +299,99 @@ impl Receiver {
         Ok((f.url, p))
     }
 
-    /// One reading session: from the start URL to an error or the end.
-    async fn session(&mut self, start: &str) -> Result<(), Stop> {
-        let (mut url, mut p) = self.playlist(start).await?;
+    fn seen(
+        &self,
+        stamp: Option<FrameStamp>,
+        fingerprint: Option<u64>,
+        keyframe: bool,
+    ) -> SeenFrame {
+        SeenFrame {
+            stamp: stamp.filter(|s| s.stream_tag == self.tag),
+            fingerprint,
+            keyframe,
+        }
+    }
+
+    /// Downloads one part or segment, reads its frames and reports them (or
+    /// the error: a bad part is counted and skipped, the reading goes on).
+    async fn media(self, url: String, container: Container) {
+        self.counts.media.fetch_add(1, Ordering::Relaxed);
+        let result = match self.get(&url).await {
+            Ok(f) => self.frames(&url, &container, f),
+            Err(e) => Err(e.to_string()),
+        };
+        let event = match result {
+            Ok(event) => event,
+            Err(e) => Event::Error(e),
+        };
+        let _ = self.send(event).await;
+    }
+
+    fn frames(&self, url: &str, container: &Container, f: Fetched) -> Result<Event, String> {
+        let frames: Vec<SeenFrame> = match container {
+            Container::Fmp4(init) => fmp4::frames(init, &f.body)
+                .map_err(|e| format!("{url}: {e}"))?
+                .iter()
+                .map(|fr| self.seen(fr.stamp, fr.fingerprint, fr.keyframe))
+                .collect(),
+            Container::Ts => {
+                let report = ts::frames(&f.body).map_err(|e| format!("{url}: {e}"))?;
+                let damage = report.cc_errors
+                    + report.bad_packets
+                    + report.psi_errors
+                    + report.pes_errors
+                    + usize::from(report.resync_skipped_bytes > 0);
+                if damage > 0 {
+                    tracing::debug!(url, damage, "damaged TS packets or sections skipped");
+                }
+                report
+                    .frames
+                    .iter()
+                    .map(|fr| {
+                        self.seen(
+                            fr.stamp,
+                            fr.fingerprint.filter(|_| !fr.damaged),
+                            fr.keyframe,
+                        )
+                    })
+                    .collect()
+            }
+        };
+        self.counts
+            .frames
+            .fetch_add(frames.len() as u64, Ordering::Relaxed);
+        Ok(Event::Frames {
+            frames,
+            available_us: f.done_us,
+            playlist_requests: self.counts.playlists.swap(0, Ordering::Relaxed),
+            media_requests: self.counts.media.swap(0, Ordering::Relaxed),
+        })
+    }
+}
+
+/// One reading session: from the start URL to an error or the end. Its
+/// downloads are aborted with it.
+struct Session {
+    io: Io,
+    downloads: JoinSet<()>,
+}
+
+impl Session {
+    fn new(io: Io) -> Session {
+        Session {
+            io,
+            downloads: JoinSet::new(),
+        }
+    }
+
+    async fn run(mut self, start: &str) -> Result<(), Stop> {
+        let (mut url, mut p) = self.io.playlist(start).await?;
         if let Playlist::Multivariant(m) = &p {
             let variant = m.variants.first().ok_or_else(|| {
                 Stop::Failed(format!("{url}: multivariant playlist lists no variant"))
             })?;
             let media_url = playlist::resolve(&url, &variant.uri);
-            (url, p) = self.playlist(&media_url).await?;
+            (url, p) = self.io.playlist(&media_url).await?;
         }
         let Playlist::Media(media) = p else {
             return Err(Stop::Failed(format!(
@@ -305,57 +410,29 @@ impl Receiver {
         }
     }
 
+    /// Starts a download, waiting for a slot when too many are in flight.
+    async fn download(&mut self, url: String, container: Container) {
+        while self.downloads.len() >= MAX_IN_FLIGHT {
+            self.downloads.join_next().await;
+        }
+        while self.downloads.try_join_next().is_some() {}
+        self.downloads.spawn(self.io.clone().media(url, container));
+    }
+
     /// Fetches the init section named by the playlist's `EXT-X-MAP`.
     async fn init(
         &self,
         url: &str,
         media: &MediaPlaylist,
-    ) -> Result<Option<(String, fmp4::InitSegment)>, Stop> {
+    ) -> Result<Option<(String, Container)>, Stop> {
         let Some(map) = &media.map else {
             return Ok(None);
         };
         let init_url = playlist::resolve(url, &map.uri);
-        let f = self.get(&init_url).await?;
+        let f = self.io.get(&init_url).await?;
         let init = fmp4::parse_init(&f.body)
             .map_err(|e| Stop::Failed(format!("init section {init_url}: {e}")))?;
-        Ok(Some((map.uri.clone(), init)))
-    }
-
-    fn seen(
-        &self,
-        stamp: Option<FrameStamp>,
-        fingerprint: Option<u64>,
-        keyframe: bool,
-    ) -> SeenFrame {
-        SeenFrame {
-            stamp: stamp.filter(|s| s.stream_tag == self.tag),
-            fingerprint,
-            keyframe,
-        }
-    }
-
-    /// Reads the frames of an fMP4 part or segment and reports them.
-    async fn deliver_fmp4(
-        &mut self,
-        init: &fmp4::InitSegment,
-        uri: &str,
-        f: Fetched,
-    ) -> Result<(), Stop> {
-        match fmp4::frames(init, &f.body) {
-            Ok(frames) => {
-                let seen = frames
-                    .iter()
-                    .map(|fr| self.seen(fr.stamp, fr.fingerprint, fr.keyframe))
-                    .collect();
-                self.delivered = true;
-                self.send(Event::Frames {
-                    frames: seen,
-                    available_us: f.done_us,
-                })
-                .await
-            }
-            Err(e) => self.send(Event::Error(format!("{uri}: {e}"))).await,
-        }
+        Ok(Some((map.uri.clone(), Container::Fmp4(Arc::new(init)))))
     }
 
     /// LL-HLS: blocking reloads, each new part fetched once.
@@ -368,19 +445,21 @@ impl Receiver {
                 )))
             }
         };
-        self.send(Event::Reading(Reading {
-            mode: "ll-hls",
-            container: "fmp4",
-            url: strip_directives(&url),
-            uncertainty_us: 0,
-        }))
-        .await?;
         let base = strip_directives(&url);
+        self.io
+            .send(Event::Reading(Reading {
+                mode: "ll-hls",
+                container: "fmp4",
+                url: base.clone(),
+                uncertainty_us: 0,
+            }))
+            .await?;
         // The next part to fetch: the first one not listed yet.
         let mut cursor = media.next_part();
         loop {
             let started = Instant::now();
             let (u, p) = self
+                .io
                 .playlist(&playlist::blocking_url(&base, cursor.0, Some(cursor.1)))
                 .await?;
             url = u;
@@ -405,8 +484,8 @@ impl Receiver {
             if first.is_some_and(|f| cursor < f) || cursor > next {
                 // Fell behind the window, or the numbering went back: live edge.
                 tracing::debug!(
-                    device = self.key.0,
-                    stream = self.key.1,
+                    device = self.io.key.0,
+                    stream = self.io.key.1,
                     ?cursor,
                     ?next,
                     "LL-HLS cursor reset"
@@ -414,17 +493,21 @@ impl Receiver {
                 cursor = next;
                 continue;
             }
-            let mut fetched_any = false;
             let from = cursor;
-            for (id, part) in parts.into_iter().filter(|(id, _)| *id >= from) {
-                cursor = following(&media, id);
-                if part.gap {
-                    continue;
+            let mut fetched_any = false;
+            let new: Vec<(String, bool)> = parts
+                .into_iter()
+                .filter(|(id, _)| *id >= from)
+                .map(|(id, part)| {
+                    cursor = following(&media, id);
+                    (playlist::resolve(&url, &part.uri), part.gap)
+                })
+                .collect();
+            for (part_url, gap) in new {
+                if !gap {
+                    self.download(part_url, init.clone()).await;
+                    fetched_any = true;
                 }
-                let part_url = playlist::resolve(&url, &part.uri);
-                let f = self.get(&part_url).await?;
-                self.deliver_fmp4(&init, &part.uri, f).await?;
-                fetched_any = true;
             }
             if media.ended {
                 return Err(Stop::NotYet(format!("{url}: stream ended")));
@@ -432,7 +515,7 @@ impl Receiver {
             if !fetched_any && started.elapsed() < Duration::from_millis(5) {
                 // The origin answered at once without anything new: it does
                 // not block. Do not spin.
-                tokio::time::sleep(self.settings.reload).await;
+                tokio::time::sleep(self.io.settings.reload).await;
             }
         }
     }
@@ -442,21 +525,22 @@ impl Receiver {
         let mut init = self.init(&url, &media).await?;
         let container = if init.is_some() { "fmp4" } else { "mpegts" };
         let uncertainty_us =
-            i64::try_from(self.settings.reload.as_micros() / 2).unwrap_or(i64::MAX);
-        self.send(Event::Reading(Reading {
-            mode: "hls",
-            container,
-            url: url.clone(),
-            uncertainty_us,
-        }))
-        .await?;
+            i64::try_from(self.io.settings.reload.as_micros() / 2).unwrap_or(i64::MAX);
+        self.io
+            .send(Event::Reading(Reading {
+                mode: "hls",
+                container,
+                url: url.clone(),
+                uncertainty_us,
+            }))
+            .await?;
         let mut next_msn = media.next_msn();
-        let mut ticker = tokio::time::interval(self.settings.reload);
+        let mut ticker = tokio::time::interval(self.io.settings.reload);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
             ticker.tick().await;
-            let (u, p) = self.playlist(&url).await?;
+            let (u, p) = self.io.playlist(&url).await?;
             media = match p {
                 Playlist::Media(m) => m,
                 Playlist::Multivariant(_) => {
@@ -475,58 +559,22 @@ impl Receiver {
                 next_msn = listed_end;
             }
             let from = next_msn;
-            for seg in media.segments.iter().filter(|s| s.msn >= from) {
-                next_msn = seg.msn + 1;
-                if seg.gap {
-                    continue;
-                }
-                let seg_url = playlist::resolve(&url, &seg.uri);
-                let f = self.get(&seg_url).await?;
-                match &init {
-                    Some((_, init)) => self.deliver_fmp4(init, &seg.uri, f).await?,
-                    None => self.deliver_ts(&seg.uri, f).await?,
-                }
+            let new: Vec<String> = media
+                .segments
+                .iter()
+                .filter(|s| s.msn >= from)
+                .filter_map(|s| {
+                    next_msn = s.msn + 1;
+                    (!s.gap).then(|| playlist::resolve(&url, &s.uri))
+                })
+                .collect();
+            for seg_url in new {
+                let container = init.as_ref().map_or(Container::Ts, |(_, c)| c.clone());
+                self.download(seg_url, container).await;
             }
             if media.ended {
                 return Err(Stop::NotYet(format!("{url}: stream ended")));
             }
-        }
-    }
-
-    async fn deliver_ts(&mut self, uri: &str, f: Fetched) -> Result<(), Stop> {
-        match ts::frames(&f.body) {
-            Ok(report) => {
-                let damage = report.cc_errors
-                    + report.bad_packets
-                    + report.psi_errors
-                    + report.pes_errors
-                    + usize::from(report.resync_skipped_bytes > 0);
-                let seen = report
-                    .frames
-                    .iter()
-                    .map(|fr| {
-                        self.seen(
-                            fr.stamp,
-                            fr.fingerprint.filter(|_| !fr.damaged),
-                            fr.keyframe,
-                        )
-                    })
-                    .collect();
-                self.delivered = true;
-                self.send(Event::Frames {
-                    frames: seen,
-                    available_us: f.done_us,
-                })
-                .await?;
-                if damage > 0 {
-                    self.send(Event::Error(format!(
-                        "{uri}: {damage} damaged packets or sections skipped"
-                    )))
-                    .await?;
-                }
-                Ok(())
-            }
-            Err(e) => self.send(Event::Error(format!("{uri}: {e}"))).await,
         }
     }
 }

@@ -567,8 +567,12 @@ pub struct HlsReading {
     pub container: String,
     /// The media playlist URL being read (session query included).
     pub url: String,
-    /// Malformed playlists, parts or segments skipped in the window.
+    /// Malformed playlists, parts or segments skipped, and failed requests, in the window.
     pub errors: u64,
+    /// Playlist requests made in the window (blocking reloads for LL-HLS).
+    pub playlist_requests: u64,
+    /// Part, segment and init requests made in the window.
+    pub media_requests: u64,
 }
 
 impl Message for Latency {

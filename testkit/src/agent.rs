@@ -40,6 +40,23 @@ pub fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
+/// An agent config with one small test-pattern stream `cam0` (320x240@30,
+/// GOP 15, x264), quick retries, and the given `[mqtt]` lines.
+/// An empty `hls_url` leaves the agent's default.
+pub fn test_pattern_config(device: &str, publish_url: &str, hls_url: &str, mqtt: &str) -> String {
+    let hls = if hls_url.is_empty() {
+        String::new()
+    } else {
+        format!("hls_url = \"{hls_url}\"\n")
+    };
+    format!(
+        "device_id = \"{device}\"\n[retry]\ninitial_ms = 200\nmax_ms = 2000\n\
+         [mqtt]\nkeep_alive_s = 5\n{mqtt}\n\
+         [[stream]]\nid = \"cam0\"\nsource = \"test\"\nwidth = 320\nheight = 240\nfps = 30\ngop = 15\n\
+         bitrate_kbps = 400\nencoder = \"x264\"\npublish_url = \"{publish_url}\"\n{hls}"
+    )
+}
+
 /// A running agent, killed by PID on drop.
 #[derive(Debug)]
 pub struct AgentProcess {

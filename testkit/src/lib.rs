@@ -18,6 +18,7 @@
 //! - [`stamps`]: every access unit of a read-back stream with its stamp and fingerprint.
 //! - [`ffmpeg`]: [`ffmpeg_read_hls_h264`] and [`ffprobe_packet_count`].
 //! - [`agent`]: [`agent::AgentProcess`], the real agent binary with its frame records.
+//! - [`collector`]: [`collector::CollectorProcess`], the real collector binary and its HTTP API.
 //! - [`process`]: running a one-shot tool with a timeout.
 //! - [`llhls`]: the LL-HLS muxer and HTTP side the origin's `--format llhls`
 //!   uses, imitating MediaMTX v1.16.2 (and 1.18 sessions).
@@ -31,6 +32,7 @@
 
 pub mod agent;
 pub mod bins;
+pub mod collector;
 pub mod ffmpeg;
 pub mod http;
 pub mod llhls;

@@ -250,13 +250,32 @@ impl Subscriber {
         cmd.args(["-h", "127.0.0.1", "-p"])
             .arg(broker.port().to_string())
             .args(["-v", "-q", "1", "-t", topic]);
+        Self::spawn(cmd, session, user, broker.ca_file())
+    }
+
+    /// Subscribes to `topic` (QoS 1) on any plain broker on 127.0.0.1:`port`
+    /// (the collector's embedded one, say).
+    pub fn start_at(port: u16, topic: &str) -> anyhow::Result<Subscriber> {
+        let mut cmd = Command::new("mosquitto_sub");
+        cmd.args(["-h", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .args(["-v", "-q", "1", "-t", topic]);
+        Self::spawn(cmd, None, None, None)
+    }
+
+    fn spawn(
+        mut cmd: Command,
+        session: Option<&str>,
+        user: Option<(&str, &str)>,
+        ca_file: Option<&std::path::Path>,
+    ) -> anyhow::Result<Subscriber> {
         if let Some(id) = session {
             cmd.args(["-c", "-i", id]);
         }
         if let Some((u, p)) = user {
             cmd.args(["-u", u, "-P", p]);
         }
-        if let Some(ca) = broker.ca_file() {
+        if let Some(ca) = ca_file {
             cmd.arg("--cafile").arg(ca);
         }
         let peer = Peer::spawn("mosquitto_sub", cmd, Ready::Spawned, Duration::from_secs(5))?;

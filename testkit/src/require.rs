@@ -105,6 +105,24 @@ pub fn require_origin_stack() -> bool {
         ])
 }
 
+/// mosquitto and its clients (apt: mosquitto mosquitto-clients), with the
+/// origin stack the MQTT tests also use.
+pub fn require_mqtt_stack() -> bool {
+    require("mosquitto (apt: mosquitto mosquitto-clients)", || {
+        for p in [
+            "mosquitto",
+            "mosquitto_sub",
+            "mosquitto_pub",
+            "mosquitto_passwd",
+        ] {
+            if find_program(p).is_none() {
+                return Err(format!("{p} not found"));
+            }
+        }
+        Ok(())
+    }) && require_origin_stack()
+}
+
 /// The first executable called `name` on `PATH`.
 pub fn find_program(name: &str) -> Option<PathBuf> {
     if name.contains('/') {

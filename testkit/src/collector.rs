@@ -1,0 +1,229 @@
+//! The real `glasswatch-collector` binary as a peer.
+//!
+//! [`CollectorProcess`] writes a config into a temp dir, starts the binary
+//! built next to the test with `--live`, waits for its `READY` line and reads
+//! its HTTP API, so tests see what a user or a dashboard would.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use glasswatch_common::messages::Latency;
+use serde::Deserialize;
+
+use crate::bins::try_bin_path;
+use crate::peer::{Peer, Ready};
+use crate::ports::free_port;
+
+/// One stream as `GET /api/v1/streams` lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StreamView {
+    pub device: String,
+    pub stream: String,
+    pub online: bool,
+    pub hls_url: Option<String>,
+    pub reading: Option<String>,
+    pub records: usize,
+    pub frames_seen_total: u64,
+    pub hls_errors_total: u64,
+    pub last: Option<Latency>,
+}
+
+/// The collector's skip counters from `GET /api/v1/streams`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Counters {
+    pub malformed_messages: u64,
+    pub duplicate_records: u64,
+    pub stale_pongs: u64,
+    pub rejected_clock_samples: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamsResponse {
+    streams: Vec<StreamView>,
+    counters: Counters,
+}
+
+/// A running collector, killed by PID on drop.
+#[derive(Debug)]
+pub struct CollectorProcess {
+    peer: Peer,
+    _dir: tempfile::TempDir,
+    http_port: u16,
+    mqtt_url: String,
+}
+
+impl CollectorProcess {
+    /// Starts the collector on `config` (TOML). `[http] listen` is added on
+    /// a free port unless the config has an `[http]` table; with no
+    /// `[mqtt] url` the embedded broker runs where `[mqtt] listen` says
+    /// (see [`CollectorProcess::embedded_broker_config`]).
+    pub fn start(config: &str) -> anyhow::Result<CollectorProcess> {
+        let bin = try_bin_path("glasswatch-collector")?;
+        let dir = tempfile::Builder::new()
+            .prefix("glasswatch-collector-")
+            .tempdir()
+            .context("creating the collector's directory")?;
+        let mut text = config.to_owned();
+        let mut http_port = 0;
+        if !config.contains("[http]") {
+            http_port = free_port();
+            text.push_str(&format!("\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n"));
+        }
+        let path = dir.path().join("collector.toml");
+        std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("--config").arg(&path).arg("--live");
+        cmd.env("RUST_LOG", "info,glasswatch_collector=debug,rumqttd=warn");
+        let peer = Peer::spawn(
+            "collector",
+            cmd,
+            Ready::StdoutLine("READY ".into()),
+            Duration::from_secs(15),
+        )?;
+        let line = peer.ready_line().unwrap_or_default().to_owned();
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .map(str::to_owned)
+        };
+        let mqtt_url = field("mqtt=").with_context(|| format!("no mqtt= in {line:?}"))?;
+        if http_port == 0 {
+            http_port = field("http=")
+                .and_then(|a| a.rsplit(':').next().and_then(|p| p.parse().ok()))
+                .with_context(|| format!("no http= port in {line:?}"))?;
+        }
+        Ok(CollectorProcess {
+            peer,
+            _dir: dir,
+            http_port,
+            mqtt_url,
+        })
+    }
+
+    /// A config running the embedded broker on a free port; returns it with the port.
+    pub fn embedded_broker_config() -> (String, u16) {
+        let port = free_port();
+        (format!("[mqtt]\nlisten = \"127.0.0.1:{port}\"\n"), port)
+    }
+
+    /// The broker the collector uses, as `mqtt://host:port`.
+    pub fn mqtt_url(&self) -> &str {
+        &self.mqtt_url
+    }
+
+    /// The HTTP API's base URL.
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// The process guard (PID, terminate, kill, log).
+    pub fn peer(&mut self) -> &mut Peer {
+        &mut self.peer
+    }
+
+    /// The end of the collector's log.
+    pub fn log_tail(&self) -> String {
+        self.peer.log_tail()
+    }
+
+    /// `GET /api/v1/streams`: every stream with its last summary, and the counters.
+    pub fn streams(&self) -> anyhow::Result<(Vec<StreamView>, Counters)> {
+        let url = format!("{}/api/v1/streams", self.api_url());
+        let body = http_get(&url)?;
+        let r: StreamsResponse =
+            serde_json::from_str(&body).with_context(|| format!("parsing {url}: {body}"))?;
+        Ok((r.streams, r.counters))
+    }
+
+    /// Polls the API once per 250 ms and collects each new summary of
+    /// `device/stream` until `done` accepts the list, for up to `timeout`.
+    pub fn collect_summaries(
+        &self,
+        device: &str,
+        stream: &str,
+        timeout: Duration,
+        done: impl Fn(&[Latency]) -> bool,
+    ) -> anyhow::Result<Vec<Latency>> {
+        let deadline = Instant::now() + timeout;
+        let mut out: Vec<Latency> = Vec::new();
+        loop {
+            let (streams, _) = self.streams()?;
+            if let Some(last) = streams
+                .into_iter()
+                .find(|s| s.device == device && s.stream == stream)
+                .and_then(|s| s.last)
+            {
+                if out
+                    .last()
+                    .is_none_or(|l| l.window_end_us != last.window_end_us)
+                {
+                    out.push(last);
+                }
+            }
+            if done(&out) {
+                return Ok(out);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "summaries of {device}/{stream} not as expected within {timeout:?}: {} collected, last {:?}\ncollector log:\n{}",
+                    out.len(),
+                    out.last(),
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET on 127.0.0.1 returning the body (tests only).
+pub fn http_get(url: &str) -> anyhow::Result<String> {
+    use std::io::{Read as _, Write as _};
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("{url}: only http:// is supported"))?;
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
+    let mut s = std::net::TcpStream::connect(authority)
+        .with_context(|| format!("connecting to {authority}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)
+        .with_context(|| format!("reading {url}"))?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("{url}: no HTTP header end"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("{url}: {}", head.lines().next().unwrap_or_default());
+    }
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return Ok(dechunk(body));
+    }
+    Ok(body.to_owned())
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
