@@ -297,6 +297,41 @@ impl RtspOrigin {
         format!("http://127.0.0.1:{}/{path}/index.m3u8", self.http_port)
     }
 
+    /// Waits up to `timeout` until `path`'s HLS URL answers 200: a publisher
+    /// is there and its first segment is done (an LL-HLS playlist is held
+    /// until then; with sessions, the redirect is followed). Works for every
+    /// format; the error carries the last answer and the origin's log.
+    pub fn wait_for_hls(&self, path: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut url = self.hls_url(path);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match crate::http::get(&url, left) {
+                Ok(r) if r.status == 200 => return Ok(()),
+                Ok(r) if (300..400).contains(&r.status) => {
+                    if let Some(location) = r.header("location") {
+                        url = if location.starts_with('/') {
+                            format!("http://127.0.0.1:{}{location}", self.http_port)
+                        } else {
+                            location.to_owned()
+                        };
+                        continue;
+                    }
+                    last = format!("{} without Location", r.status);
+                }
+                Ok(r) => last = format!("{} {}", r.status, r.text()),
+                Err(e) => last = format!("{e:#}"),
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "{url} did not answer 200 within {timeout:?}; last: {last}; origin log {}:\n{}",
+            self.peer.log_path().display(),
+            self.peer.log_tail()
+        )
+    }
+
     /// The directory holding `path`'s playlist and segments.
     pub fn hls_dir(&self, path: &str) -> PathBuf {
         self.dir.join(path)

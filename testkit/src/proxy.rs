@@ -280,7 +280,7 @@ async fn forward(
             continue;
         }
         let value = if name == header::LOCATION {
-            rewrite_location(&shared, value)
+            rewrite_location(&shared.upstream_origin, &shared.own_origin, value)
         } else {
             value.clone()
         };
@@ -290,14 +290,13 @@ async fn forward(
 }
 
 /// An absolute `Location` on the upstream becomes the same path on the proxy.
-fn rewrite_location(shared: &Shared, value: &HeaderValue) -> HeaderValue {
+fn rewrite_location(upstream_origin: &str, own_origin: &str, value: &HeaderValue) -> HeaderValue {
     let Ok(text) = value.to_str() else {
         return value.clone();
     };
-    match text.strip_prefix(&shared.upstream_origin) {
+    match text.strip_prefix(upstream_origin) {
         Some(rest) if rest.is_empty() || rest.starts_with('/') || rest.starts_with('?') => {
-            HeaderValue::from_str(&format!("{}{rest}", shared.own_origin))
-                .unwrap_or_else(|_| value.clone())
+            HeaderValue::from_str(&format!("{own_origin}{rest}")).unwrap_or_else(|_| value.clone())
         }
         _ => value.clone(),
     }
@@ -311,14 +310,13 @@ mod tests {
     fn origins_and_locations() {
         assert_eq!(origin_of("http://127.0.0.1:5/a/b"), "http://127.0.0.1:5");
         assert_eq!(origin_of("http://127.0.0.1:5"), "http://127.0.0.1:5");
-        let shared = Shared {
-            upstream: "http://127.0.0.1:5/base".to_owned(),
-            upstream_origin: "http://127.0.0.1:5".to_owned(),
-            own_origin: "http://127.0.0.1:6".to_owned(),
-            delay_us: Arc::default(),
-            client: reqwest::Client::new(),
+        let loc = |s: &'static str| {
+            rewrite_location(
+                "http://127.0.0.1:5",
+                "http://127.0.0.1:6",
+                &HeaderValue::from_static(s),
+            )
         };
-        let loc = |s: &'static str| rewrite_location(&shared, &HeaderValue::from_static(s));
         assert_eq!(loc("http://127.0.0.1:5/x?y=1"), "http://127.0.0.1:6/x?y=1");
         assert_eq!(loc("/x?y=1"), "/x?y=1");
         assert_eq!(loc("http://127.0.0.1:55/x"), "http://127.0.0.1:55/x");
