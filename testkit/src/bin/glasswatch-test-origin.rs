@@ -191,13 +191,18 @@ fn launch_line(args: &Args) -> String {
              max-files={} send-keyframe-requests=false )",
             args.target_duration, args.playlist_length, args.max_files
         ),
-        // SPS/PPS before every IDR, so ffmpeg and the muxer can start at any
-        // key frame (MediaMTX also has them from the SDP).
+        // The depayloader hands over whole access units (the RTP marker bit
+        // ends one); the caps say so, so h264parse never waits for the next
+        // access unit to find where one ends (MediaMTX does not). SPS/PPS
+        // go before every IDR, so ffmpeg and the muxer can start at any key
+        // frame (MediaMTX also has them from the SDP).
         Format::Fmp4 => format!(
-            "( {HEAD} config-interval=-1 ! {AU} ! mpegtsmux ! fakesink name=out sync=false async=false )"
+            "( rtph264depay name=depay0 ! {AU} ! h264parse name=parse config-interval=-1 ! {AU} \
+             ! mpegtsmux ! fakesink name=out sync=false async=false )"
         ),
         Format::Llhls => format!(
-            "( {HEAD} config-interval=-1 ! {AU} ! fakesink name=out sync=false async=false )"
+            "( rtph264depay name=depay0 ! {AU} ! h264parse name=parse config-interval=-1 ! {AU} \
+             ! fakesink name=out sync=false async=false )"
         ),
     }
 }

@@ -227,6 +227,19 @@ impl Publisher {
             wall.checked_sub(Duration::from_nanos(first - pts))
                 .unwrap_or(wall)
         };
+        if tracing::enabled!(tracing::Level::TRACE) {
+            if let Ok(Some(stamp)) = glasswatch_common::sei::find_stamp_annexb(au) {
+                let now_us = SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as i64);
+                tracing::trace!(
+                    path = self.path,
+                    seq = stamp.seq,
+                    age_us = now_us - stamp.capture_us,
+                    "stamped access unit reached the muxer"
+                );
+            }
+        }
         let nals: Vec<&[u8]> = h264::annexb_nals(au).map(|(_, n)| n).collect();
         let result = self.live.muxer().write_access_unit(
             &nals,
