@@ -326,3 +326,30 @@ fn garbage_mqtt_payloads_are_counted_and_skipped() {
     assert!(after.iter().any(|s| s.frames > 0));
     assert!(collector.peer().is_running(), "{}", collector.log_tail());
 }
+
+#[test]
+fn classic_fmp4_segments_from_ffmpeg() {
+    if !require_mqtt_stack() {
+        return;
+    }
+    let options = glasswatch_testkit::origin::OriginOptions {
+        format: glasswatch_testkit::origin::HlsFormat::Fmp4,
+        ..Default::default()
+    };
+    let origin = RtspOrigin::start_with(&["e2e3-cam0"], options).unwrap();
+    let (config, _) = CollectorProcess::embedded_broker_config();
+    let collector = CollectorProcess::start(&config).unwrap();
+    let _agent = AgentProcess::start(&test_pattern_config(
+        "e2e3",
+        &origin.rtsp_url("e2e3-cam0"),
+        &origin.hls_url("e2e3-cam0"),
+        &format!("url = \"{}\"", collector.mqtt_url()),
+    ))
+    .unwrap();
+    let summaries = collector
+        .collect_summaries("e2e3", "cam0", Duration::from_secs(40), |s| {
+            s.iter().filter(|s| s.frames > 0).count() >= 5
+        })
+        .unwrap();
+    check_classic(&summaries, "fmp4");
+}

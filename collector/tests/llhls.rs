@@ -1,0 +1,277 @@
+//! The collector reading LL-HLS from the testkit origin that serves the
+//! agent's real access units as fMP4 parts the way MediaMTX does: blocking
+//! reloads without busy polling and availability per part; MediaMTX 1.18
+//! sessions; an origin that strips SEI (matched by fingerprint); an origin
+//! and an agent restarting; and the truth test: a proxy holding every media
+//! response back by D ms raises the measured median by D.
+
+use std::time::Duration;
+
+use glasswatch_common::messages::Latency;
+use glasswatch_testkit::agent::{test_pattern_config, AgentProcess};
+use glasswatch_testkit::collector::CollectorProcess;
+use glasswatch_testkit::mosquitto::Mosquitto;
+use glasswatch_testkit::origin::OriginOptions;
+use glasswatch_testkit::proxy::DelayProxy;
+use glasswatch_testkit::require::require_mqtt_stack;
+use glasswatch_testkit::RtspOrigin;
+
+/// The median of some values.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The median of the windows' p50 (windows with frames and a synced clock).
+fn median_p50(s: &[Latency]) -> f64 {
+    median(
+        s.iter()
+            .filter(|s| s.frames > 0 && s.clock.synced)
+            .filter_map(|s| s.p50_ms)
+            .collect(),
+    )
+}
+
+/// Windows with frames and a synced clock.
+fn measured(s: &[Latency]) -> usize {
+    s.iter().filter(|s| s.frames > 0 && s.clock.synced).count()
+}
+
+/// Starts an origin with `options`, a collector with its embedded broker
+/// (and `extra` config) and an agent publishing `device`-cam0 to both.
+fn chain(
+    device: &str,
+    options: OriginOptions,
+    extra: &str,
+) -> (RtspOrigin, CollectorProcess, AgentProcess) {
+    let path = format!("{device}-cam0");
+    let origin = RtspOrigin::start_with(&[&path], options).unwrap();
+    let (config, _) = CollectorProcess::embedded_broker_config();
+    let collector = CollectorProcess::start(&format!("{config}{extra}")).unwrap();
+    let agent = AgentProcess::start(&test_pattern_config(
+        device,
+        &origin.rtsp_url(&path),
+        &origin.hls_url(&path),
+        &format!("url = \"{}\"", collector.mqtt_url()),
+    ))
+    .unwrap();
+    (origin, collector, agent)
+}
+
+#[test]
+fn llhls_blocks_on_reloads_and_times_each_part() {
+    if !require_mqtt_stack() {
+        return;
+    }
+    let (_origin, collector, _agent) = chain("ll1", OriginOptions::llhls_like_fixture(), "");
+    let s = collector
+        .collect_summaries("ll1", "cam0", Duration::from_secs(40), |s| measured(s) >= 8)
+        .unwrap();
+    // The steady state: past the start-up windows.
+    let good: Vec<&Latency> = s
+        .iter()
+        .filter(|s| s.frames > 0 && s.clock.synced)
+        .skip(3)
+        .collect();
+    for w in &good {
+        assert_eq!(
+            (w.hls.mode.as_str(), w.hls.container.as_str()),
+            ("ll-hls", "fmp4")
+        );
+        // 2-frame parts (~15 a second): one blocking reload and one GET per
+        // part, not a busy loop.
+        assert!(
+            w.hls.playlist_requests <= w.hls.media_requests + 5,
+            "playlist requests {} vs media requests {}: {w:#?}",
+            w.hls.playlist_requests,
+            w.hls.media_requests
+        );
+        assert!((8..=30).contains(&w.hls.media_requests), "{w:#?}");
+        assert!((24..=36).contains(&w.frames), "{w:#?}");
+        assert_eq!(w.dropped, 0, "{w:#?}");
+        assert_eq!(w.matched_by_fingerprint, 0, "{w:#?}");
+        // No reader uncertainty: blocking reloads.
+        assert!(w.clock.uncertainty_ms < 10.0, "{w:#?}");
+    }
+    // Availability follows parts: with 500 ms segments, timing by segment
+    // would put the median near or above 250 ms.
+    let p50 = median_p50(&s);
+    assert!(
+        (20.0..200.0).contains(&p50),
+        "median glass-to-HLS {p50} ms: {s:#?}"
+    );
+}
+
+#[test]
+fn llhls_sessions_are_followed() {
+    if !require_mqtt_stack() {
+        return;
+    }
+    let options = OriginOptions {
+        sessions: true,
+        ..OriginOptions::llhls_like_fixture()
+    };
+    let (_origin, collector, _agent) = chain("ll2", options, "");
+    let s = collector
+        .collect_summaries("ll2", "cam0", Duration::from_secs(40), |s| measured(s) >= 3)
+        .unwrap();
+    let last = s.last().unwrap();
+    assert!(last.hls.url.contains("session="), "{last:#?}");
+    assert_eq!(last.hls.mode, "ll-hls");
+}
+
+#[test]
+fn sei_stripped_frames_match_by_fingerprint() {
+    if !require_mqtt_stack() {
+        return;
+    }
+    let options = OriginOptions {
+        strip_sei: true,
+        ..OriginOptions::llhls_like_fixture()
+    };
+    let (_origin, collector, _agent) = chain("ll3", options, "");
+    let s = collector
+        .collect_summaries("ll3", "cam0", Duration::from_secs(40), |s| measured(s) >= 6)
+        .unwrap();
+    for w in s.iter().filter(|s| s.frames > 0 && s.clock.synced) {
+        assert_eq!(w.matched_by_fingerprint, w.frames, "{w:#?}");
+        assert_eq!(w.unmatched, 0, "{w:#?}");
+    }
+    for w in s.iter().filter(|s| s.frames > 0 && s.clock.synced).skip(3) {
+        assert!((24..=36).contains(&w.frames), "{w:#?}");
+    }
+    assert!(median_p50(&s) < 200.0, "{s:#?}");
+}
+
+#[test]
+fn origin_and_agent_restarts_are_followed() {
+    if !require_mqtt_stack() {
+        return;
+    }
+    let (mut origin, collector, agent) = chain("ll4", OriginOptions::llhls_like_fixture(), "");
+    let frames_after = |what: &str, skip: usize| {
+        collector
+            .collect_summaries("ll4", "cam0", Duration::from_secs(45), |s| {
+                s.iter().skip(skip).filter(|s| s.frames > 0).count() >= 3
+            })
+            .unwrap_or_else(|e| panic!("after {what}: {e:#}"))
+    };
+    frames_after("start", 0);
+    let (before, _) = collector.streams().unwrap();
+    let errors_before = before[0].hls_errors_total;
+    origin.restart().unwrap();
+    let restarted_us = glasswatch_testkit::agent::now_us();
+    // Frames again from windows that began after the restart; the reader
+    // noticed (a failed request or a new muxer) and started over.
+    let after = |s: &[Latency], since: i64| {
+        s.iter()
+            .filter(|s| s.window_start_us > since + 1_000_000 && s.frames > 0)
+            .count()
+            >= 3
+    };
+    collector
+        .collect_summaries("ll4", "cam0", Duration::from_secs(45), |s| {
+            after(s, restarted_us)
+        })
+        .unwrap_or_else(|e| panic!("after the origin restart: {e:#}"));
+    let (now, _) = collector.streams().unwrap();
+    assert!(now[0].hls_errors_total > errors_before, "{now:#?}");
+    // A new agent (a new session: seq from 0 again).
+    drop(agent);
+    let path = "ll4-cam0";
+    let _agent = AgentProcess::start(&test_pattern_config(
+        "ll4",
+        &origin.rtsp_url(path),
+        &origin.hls_url(path),
+        &format!("url = \"{}\"", collector.mqtt_url()),
+    ))
+    .unwrap();
+    let restarted_us = glasswatch_testkit::agent::now_us();
+    let s = collector
+        .collect_summaries("ll4", "cam0", Duration::from_secs(45), |s| {
+            after(s, restarted_us)
+        })
+        .unwrap_or_else(|e| panic!("after the agent restart: {e:#}"));
+    let last = s.last().unwrap();
+    assert!(
+        last.frames > 0 && last.p50_ms.is_some_and(|p| p < 500.0),
+        "{last:#?}"
+    );
+}
+
+#[test]
+fn truth_a_delay_on_media_responses_raises_the_median_by_that_delay() {
+    if !require_mqtt_stack() {
+        return;
+    }
+    let broker = Mosquitto::start().unwrap();
+    let origin =
+        RtspOrigin::start_with(&["truth-cam0"], OriginOptions::llhls_like_fixture()).unwrap();
+    let hls = origin.hls_url("truth-cam0");
+    let upstream = format!("http://127.0.0.1:{}", origin.http_port());
+    // Three collectors read the same stream at the same time, each through
+    // its own proxy: the differences of their medians are the delays.
+    let delays = [0u64, 100, 500];
+    let proxies: Vec<DelayProxy> = delays
+        .iter()
+        .map(|d| DelayProxy::start(&upstream, Duration::from_millis(*d)).unwrap())
+        .collect();
+    let collectors: Vec<CollectorProcess> = proxies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            CollectorProcess::start(&format!(
+                "[mqtt]\nurl = \"{}\"\nclient_id = \"truth-{i}\"\n[output]\npublish_latency = false\n\
+                 [[stream]]\ndevice = \"truth\"\nid = \"cam0\"\nhls_url = \"{}\"\n",
+                broker.url(),
+                p.proxied(&hls).unwrap()
+            ))
+            .unwrap()
+        })
+        .collect();
+    let _agent = AgentProcess::start(&test_pattern_config(
+        "truth",
+        &origin.rtsp_url("truth-cam0"),
+        &hls,
+        &format!("url = \"{}\"", broker.url()),
+    ))
+    .unwrap();
+    // Let every reader settle, then take the same windows from all three.
+    for c in &collectors {
+        c.collect_summaries("truth", "cam0", Duration::from_secs(40), |s| {
+            measured(s) >= 2
+        })
+        .unwrap();
+    }
+    // Poll all three in one loop so their windows cover the same seconds.
+    let mut runs: Vec<Vec<Latency>> = vec![Vec::new(); collectors.len()];
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while runs.iter().any(|r| measured(r) < 8) {
+        assert!(std::time::Instant::now() < deadline, "summaries: {runs:#?}");
+        for (c, run) in collectors.iter().zip(runs.iter_mut()) {
+            let (streams, _) = c.streams().unwrap();
+            let last = streams
+                .into_iter()
+                .find(|s| s.device == "truth" && s.stream == "cam0")
+                .and_then(|s| s.last);
+            if let Some(last) = last {
+                if run
+                    .last()
+                    .is_none_or(|l| l.window_end_us != last.window_end_us)
+                {
+                    run.push(last);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let medians: Vec<f64> = runs.iter().map(|r| median_p50(r)).collect();
+    for (i, d) in delays.iter().enumerate().skip(1) {
+        let rise = medians[i] - medians[0];
+        assert!(
+            (rise - *d as f64).abs() <= 10.0,
+            "D = {d} ms raised the median by {rise:.1} ms (medians {medians:?})"
+        );
+    }
+    eprintln!("truth: medians for D = {delays:?} ms: {medians:?}");
+}
