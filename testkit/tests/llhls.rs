@@ -165,24 +165,61 @@ fn playlists_and_blocking_reloads_behave_like_mediamtx() {
     let (seg, open, hint) = live_edge(&blocked);
     assert_eq!((seg, open), (14, 0), "{blocked}");
 
-    // A request for part 2 of the segment being filled is held until that
-    // part exists (about 200 ms: parts of 2 frames, each closed when the
-    // next frame arrives) and answered right after it appears: the part is
-    // listed, and the one after it is not yet.
-    let next = seg + 1;
-    let started = Instant::now();
-    let held = get_ok(&format!(
-        "{base}/video1_stream.m3u8?_HLS_msn={next}&_HLS_part=2"
-    ));
-    let waited = started.elapsed();
-    let held = held.text();
-    let (seg2, open2, hint2) = live_edge(&held);
-    assert_eq!((seg2, open2, hint2), (seg, 3, hint + 3), "{held}");
+    // A request for the part two after the one being filled is held until
+    // that part exists (at least two part durations, ~133 ms: parts of 2
+    // frames, each closed when the next frame arrives; a loaded machine only
+    // makes it longer) and answered right after it appears: the part is
+    // listed, and the one after it is not yet (that last check depends on
+    // the answer leaving within one part duration, so 2 of 3 rounds must
+    // pass it).
+    let mut exact = 0;
+    let mut held = String::new();
+    let mut rounds = 0;
+    while rounds < 3 {
+        let now = get_ok(&format!("{base}/video1_stream.m3u8")).text();
+        let (seg, open, hint) = live_edge(&now);
+        if open > 5 {
+            std::thread::sleep(Duration::from_millis(150));
+            continue;
+        }
+        rounds += 1;
+        let started = Instant::now();
+        held = get_ok(&format!(
+            "{base}/video1_stream.m3u8?_HLS_msn={}&_HLS_part={}",
+            seg + 1,
+            open + 2
+        ))
+        .text();
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(100),
+            "answered after {waited:?}: not held"
+        );
+        assert!(waited < Duration::from_secs(2), "held for {waited:?}");
+        let newest = held
+            .lines()
+            .rfind(|l| l.starts_with("#EXT-X-PART:"))
+            .and_then(|l| id_after(l, "_part"))
+            .unwrap();
+        assert!(
+            newest >= hint + 2,
+            "answered before part {}:\n{held}",
+            hint + 2
+        );
+        let (_, _, hint2) = live_edge(&held);
+        if newest == hint + 2 && hint2 == hint + 3 {
+            exact += 1;
+        } else {
+            eprintln!(
+                "round {rounds}: answered {waited:?} after the request, part {newest} listed"
+            );
+        }
+    }
     assert!(
-        waited >= Duration::from_millis(100),
-        "answered after {waited:?}: not held"
+        exact >= 2,
+        "only {exact} of 3 answers came right after their part"
     );
-    assert!(waited < Duration::from_secs(2), "held for {waited:?}");
+    let next = live_edge(&held).0 + 1;
     // The part itself is complete.
     let part_line = held
         .lines()

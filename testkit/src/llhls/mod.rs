@@ -61,7 +61,15 @@
 //!   plus the PTS distance, always written in UTC (`Z`), like MediaMTX on a
 //!   UTC host.
 //! - One video track only; no audio, no H.265/AV1, no MPEG-TS or
-//!   non-low-latency variants, no `segmentMaxSize` limit beyond 50 MB.
+//!   non-low-latency variants, no `segmentMaxSize` setting (gohlslib's
+//!   50 MB default applies).
+//! - The muxer starts when the publisher's RTSP media is prepared, as with
+//!   `hlsAlwaysRemux: yes` (the fixture's setting); without it MediaMTX
+//!   starts a muxer at the first HTTP request, so its window starts then.
+//! - HTTP (see [`http`]): no HTML player page and no `/{path}` → `/{path}/`
+//!   redirect, no CORS or `OPTIONS` preflight answers, no `Server: mediamtx`
+//!   header, no authentication; methods other than GET get 404. Nothing is
+//!   written to disk.
 
 pub mod fmp4;
 pub mod http;
