@@ -2,21 +2,21 @@
 # The README's run command: sets up and runs Glasswatch on this machine.
 #
 # Starts an origin (MediaMTX when MEDIAMTX_BIN points at one or `mediamtx` is
-# on the PATH, else the test origin built on GStreamer's RTSP server), then the
-# agent on /dev/video0 or the moving test pattern, and prints the HLS URL.
-# Ctrl-C stops everything it started.
+# on the PATH, else the testkit LL-HLS origin built on GStreamer's RTSP
+# server), the collector with its embedded MQTT broker, and the agent on
+# /dev/video0 or the moving test pattern; then prints one line per stream and
+# second (frames, glass-to-HLS p50/p95, fps, drops) until Ctrl-C, which stops
+# everything it started.
 #
-# Until the collector (with its embedded broker) lands, a local mosquitto on
-# 127.0.0.1:$MQTT_PORT takes the agent's MQTT reports.
-#
-# Environment: RTSP_PORT (8554), HLS_PORT (8888), MQTT_PORT (1883), DEVICE_ID (local),
-# SOURCE (auto | test | /dev/videoN), MEDIAMTX_BIN.
+# Environment: RTSP_PORT (8554), HLS_PORT (8888), MQTT_PORT (1883), HTTP_PORT (8080),
+# DEVICE_ID (local), SOURCE (auto | test | /dev/videoN), MEDIAMTX_BIN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RTSP_PORT="${RTSP_PORT:-8554}"
 HLS_PORT="${HLS_PORT:-8888}"
 MQTT_PORT="${MQTT_PORT:-1883}"
+HTTP_PORT="${HTTP_PORT:-8080}"
 DEVICE_ID="${DEVICE_ID:-local}"
 SOURCE="${SOURCE:-auto}"
 STREAM_PATH="${DEVICE_ID}-cam0"
@@ -24,7 +24,7 @@ RUN_DIR="$PWD/.run"
 
 scripts/install-deps.sh
 echo "== building (release)"
-cargo build --release --locked -p glasswatch-agent -p glasswatch-testkit --bins
+cargo build --release --locked -p glasswatch-agent -p glasswatch-collector -p glasswatch-testkit --bins
 
 mkdir -p "$RUN_DIR"
 pids=()
@@ -47,22 +47,32 @@ if [ -n "$mediamtx" ] && [ -x "$mediamtx" ]; then
   pids+=($!)
 else
   echo "== origin: MediaMTX not found (set MEDIAMTX_BIN, or see docs/deployment.md);"
-  echo "   using the test origin instead: GStreamer RTSP server (RECORD) writing classic HLS (MPEG-TS, 1 s segments)"
+  echo "   using the testkit LL-HLS origin instead: GStreamer RTSP server (RECORD) serving"
+  echo "   fMP4 parts as MediaMTX does (50 ms parts, blocking reload) on :$HLS_PORT"
   rm -rf "$RUN_DIR/hls"
   target/release/glasswatch-test-origin --rtsp-port "$RTSP_PORT" --http-port "$HLS_PORT" \
-    --dir "$RUN_DIR/hls" --path "$STREAM_PATH" > "$RUN_DIR/origin.log" 2>&1 &
+    --dir "$RUN_DIR/hls" --path "$STREAM_PATH" --format llhls --part-ms 50 --segment-ms 500 \
+    > "$RUN_DIR/origin.log" 2>&1 &
   pids+=($!)
 fi
 
 if (exec 3<>"/dev/tcp/127.0.0.1/$MQTT_PORT") 2>/dev/null; then
-  echo "== MQTT: a broker already listens on 127.0.0.1:$MQTT_PORT; the agent reports to it"
+  echo "== MQTT: a broker already listens on 127.0.0.1:$MQTT_PORT; the collector and the agent use it"
+  mqtt_table="url = \"mqtt://127.0.0.1:$MQTT_PORT\""
 else
-  echo "== MQTT: mosquitto on 127.0.0.1:$MQTT_PORT"
-  printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$MQTT_PORT" > "$RUN_DIR/mosquitto.conf"
-  if [ "$(id -u)" = 0 ]; then echo "user root" >> "$RUN_DIR/mosquitto.conf"; fi
-  mosquitto -c "$RUN_DIR/mosquitto.conf" > "$RUN_DIR/mosquitto.log" 2>&1 &
-  pids+=($!)
+  echo "== MQTT: the collector's embedded broker on 127.0.0.1:$MQTT_PORT"
+  mqtt_table="listen = \"127.0.0.1:$MQTT_PORT\""
 fi
+cat > "$RUN_DIR/collector.toml" <<TOML
+[mqtt]
+$mqtt_table
+[http]
+listen = "127.0.0.1:$HTTP_PORT"
+TOML
+echo "== collector: $RUN_DIR/collector.toml (log: $RUN_DIR/collector.log)"
+target/release/glasswatch-collector --config "$RUN_DIR/collector.toml" --live \
+  2> "$RUN_DIR/collector.log" > "$RUN_DIR/live.log" &
+pids+=($!)
 
 for port in "$RTSP_PORT" "$MQTT_PORT"; do
   for _ in $(seq 1 50); do
@@ -90,18 +100,21 @@ target/release/glasswatch-agent --config "$RUN_DIR/agent.toml" > "$RUN_DIR/agent
 pids+=($!)
 
 echo
-echo "   RTSP: rtsp://127.0.0.1:$RTSP_PORT/$STREAM_PATH"
-echo "   HLS:  http://127.0.0.1:$HLS_PORT/$STREAM_PATH/index.m3u8   (open with ffplay or VLC)"
-echo "   MQTT: mosquitto_sub -h 127.0.0.1 -p $MQTT_PORT -t 'glasswatch/v1/devices/#' -v"
-echo "   (the collector and its dashboard on http://127.0.0.1:8080 arrive with the collector issue)"
+echo "   RTSP:      rtsp://127.0.0.1:$RTSP_PORT/$STREAM_PATH"
+echo "   HLS:       http://127.0.0.1:$HLS_PORT/$STREAM_PATH/index.m3u8   (open with ffplay or VLC)"
+echo "   Dashboard: http://127.0.0.1:$HTTP_PORT/   (today its JSON API: http://127.0.0.1:$HTTP_PORT/api/v1/streams)"
+echo "   MQTT:      mosquitto_sub -h 127.0.0.1 -p $MQTT_PORT -t 'glasswatch/v1/devices/#' -v"
 echo
-echo "Ctrl-C to stop. Frames published per second:"
-last=0
+echo "Ctrl-C to stop. One line per stream and second (glass-to-HLS = capture to fully received over HLS):"
+tail -n +1 -f "$RUN_DIR/live.log" &
+tail_pid=$!
+trap 'kill $tail_pid 2>/dev/null; cleanup; exit 0' INT TERM
 while sleep 1; do
   for pid in "${pids[@]}"; do
-    if ! kill -0 "$pid" 2>/dev/null; then echo "a process exited; see $RUN_DIR/*.log"; exit 1; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      kill "$tail_pid" 2>/dev/null
+      echo "a process exited; see $RUN_DIR/*.log"
+      exit 1
+    fi
   done
-  n=$(wc -l < "$RUN_DIR/frames.jsonl" 2>/dev/null || echo 0)
-  printf '\r   cam0: %3d fps, %d frames stamped and sent' "$((n - last))" "$n"
-  last=$n
 done

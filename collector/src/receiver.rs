@@ -320,14 +320,30 @@ impl Io {
             Ok(f) => self.frames(&url, &container, f),
             Err(e) => Err(e.to_string()),
         };
-        let event = match result {
-            Ok(event) => event,
-            Err(e) => Event::Error(e),
-        };
-        let _ = self.send(event).await;
+        match result {
+            Ok((event, damage)) => {
+                if self.send(event).await.is_ok() {
+                    if let Some(d) = damage {
+                        let _ = self.send(Event::Error(d)).await;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(device = self.key.0, stream = self.key.1, "skipped: {e}");
+                let _ = self.send(Event::Error(e)).await;
+            }
+        }
     }
 
-    fn frames(&self, url: &str, container: &Container, f: Fetched) -> Result<Event, String> {
+    /// The frames of a part or segment, and a description of the damage
+    /// skipped inside it (TS packets out of sync, lost or corrupt), if any.
+    fn frames(
+        &self,
+        url: &str,
+        container: &Container,
+        f: Fetched,
+    ) -> Result<(Event, Option<String>), String> {
+        let mut damage = None;
         let frames: Vec<SeenFrame> = match container {
             Container::Fmp4(init) => fmp4::frames(init, &f.body)
                 .map_err(|e| format!("{url}: {e}"))?
@@ -336,13 +352,16 @@ impl Io {
                 .collect(),
             Container::Ts => {
                 let report = ts::frames(&f.body).map_err(|e| format!("{url}: {e}"))?;
-                let damage = report.cc_errors
+                let damage_count = report.cc_errors
                     + report.bad_packets
                     + report.psi_errors
                     + report.pes_errors
                     + usize::from(report.resync_skipped_bytes > 0);
-                if damage > 0 {
-                    tracing::debug!(url, damage, "damaged TS packets or sections skipped");
+                if damage_count > 0 || report.trailing_bytes > 0 {
+                    damage = Some(format!(
+                        "{url}: {damage_count} damaged packets or sections skipped, {} bytes resynchronised, {} trailing bytes",
+                        report.resync_skipped_bytes, report.trailing_bytes
+                    ));
                 }
                 report
                     .frames
@@ -360,12 +379,13 @@ impl Io {
         self.counts
             .frames
             .fetch_add(frames.len() as u64, Ordering::Relaxed);
-        Ok(Event::Frames {
+        let event = Event::Frames {
             frames,
             available_us: f.done_us,
             playlist_requests: self.counts.playlists.swap(0, Ordering::Relaxed),
             media_requests: self.counts.media.swap(0, Ordering::Relaxed),
-        })
+        };
+        Ok((event, damage))
     }
 }
 

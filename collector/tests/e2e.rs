@@ -353,3 +353,78 @@ fn classic_fmp4_segments_from_ffmpeg() {
         .unwrap();
     check_classic(&summaries, "fmp4");
 }
+
+/// Every 4th playlist and every 4th part or segment arrives damaged (cut
+/// short, garbage tags, TS out of sync, absurd box sizes): counted and
+/// skipped, the collector keeps measuring, and recovers fully once the
+/// damage stops.
+fn bad_hls_is_counted_and_skipped(device: &str, format: glasswatch_testkit::origin::HlsFormat) {
+    use glasswatch_testkit::origin::OriginOptions;
+    use glasswatch_testkit::proxy::DelayProxy;
+    let path = format!("{device}-cam0");
+    let options = if format == glasswatch_testkit::origin::HlsFormat::Llhls {
+        OriginOptions::llhls_like_fixture()
+    } else {
+        OriginOptions {
+            format,
+            ..Default::default()
+        }
+    };
+    let origin = RtspOrigin::start_with(&[&path], options).unwrap();
+    let proxy = DelayProxy::start(
+        &format!("http://127.0.0.1:{}", origin.http_port()),
+        Duration::ZERO,
+    )
+    .unwrap();
+    proxy.set_fault_every(4);
+    let (config, _) = CollectorProcess::embedded_broker_config();
+    let mut collector = CollectorProcess::start(&format!(
+        "{config}[[stream]]\ndevice = \"{device}\"\nid = \"cam0\"\nhls_url = \"{}\"\n",
+        proxy.proxied(&origin.hls_url(&path)).unwrap()
+    ))
+    .unwrap();
+    let _agent = AgentProcess::start(&test_pattern_config(
+        device,
+        &origin.rtsp_url(&path),
+        &origin.hls_url(&path),
+        &format!("url = \"{}\"", collector.mqtt_url()),
+    ))
+    .unwrap();
+    // Damaged, yet measuring.
+    collector
+        .collect_summaries(device, "cam0", Duration::from_secs(40), |s| {
+            s.iter().filter(|s| s.frames > 0).count() >= 4
+                && s.iter().map(|s| s.hls.errors).sum::<u64>() >= 3
+        })
+        .unwrap();
+    assert!(collector.peer().is_running(), "{}", collector.log_tail());
+    // Healthy again: full windows.
+    proxy.set_fault_every(0);
+    let s = collector
+        .collect_summaries(device, "cam0", Duration::from_secs(30), |s| {
+            s.iter()
+                .rev()
+                .take(3)
+                .all(|s| s.hls.errors == 0 && s.frames > 0)
+                && s.len() >= 3
+        })
+        .unwrap();
+    let (streams, _) = collector.streams().unwrap();
+    assert!(streams[0].hls_errors_total >= 3, "{streams:#?}");
+    assert!(s.last().is_some_and(|l| l.frames > 0));
+    assert!(collector.peer().is_running(), "{}", collector.log_tail());
+}
+
+#[test]
+fn bad_mpegts_hls_is_counted_and_skipped() {
+    if require_mqtt_stack() {
+        bad_hls_is_counted_and_skipped("bad2", glasswatch_testkit::origin::HlsFormat::Ts);
+    }
+}
+
+#[test]
+fn bad_llhls_is_counted_and_skipped() {
+    if require_mqtt_stack() {
+        bad_hls_is_counted_and_skipped("bad3", glasswatch_testkit::origin::HlsFormat::Llhls);
+    }
+}

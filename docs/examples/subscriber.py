@@ -10,13 +10,14 @@ import argparse, json, pathlib, sys, time
 
 import paho.mqtt.client as mqtt
 
-# Last topic level -> JSON Schema file in docs/schemas/. Latency has none yet.
+# Last topic level -> JSON Schema file in docs/schemas/.
 SCHEMA_FILES = {
     "status": "status.schema.json",
     "frames": "frames.schema.json",
     "stats": "stats.schema.json",
     "ping": "clock_ping.schema.json",
     "pong": "clock_pong.schema.json",
+    "latency": "latency.schema.json",
 }
 
 
@@ -51,7 +52,13 @@ def summary(kind, p, seen):
             p["publisher_fps"], p["bitrate_kbps"], p["report_backlog"])
     if kind in ("ping", "pong"):
         return "nonce %d" % p["nonce"]
-    return p.get("schema", "?")  # latency: payload not defined yet
+    if kind == "latency":
+        if not p["frames"]:
+            return "no frames over HLS (%s)" % (p["hls"]["mode"] or "waiting for HLS")
+        return "%d frames, glass-to-HLS p50 %.0f ms p95 %.0f ms, dropped %d, clock %s" % (
+            p["frames"], p["p50_ms"], p["p95_ms"], p["dropped"],
+            "±%.1f ms" % p["clock"]["uncertainty_ms"] if p["clock"]["synced"] else "not synced")
+    return p.get("schema", "?")
 
 
 def main():

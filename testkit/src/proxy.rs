@@ -48,6 +48,7 @@ pub struct DelayProxy {
     addr: SocketAddr,
     upstream: String,
     delay_us: Arc<AtomicU64>,
+    fault_every: Arc<AtomicU64>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -59,6 +60,10 @@ struct Shared {
     upstream_origin: String,
     own_origin: String,
     delay_us: Arc<AtomicU64>,
+    /// Mangle every n-th playlist and every n-th media response (0: none).
+    fault_every: Arc<AtomicU64>,
+    playlists: AtomicU64,
+    media: AtomicU64,
     client: reqwest::Client,
 }
 
@@ -117,11 +122,15 @@ impl DelayProxy {
         let delay_us = Arc::new(AtomicU64::new(
             u64::try_from(delay.as_micros()).unwrap_or(u64::MAX),
         ));
+        let fault_every = Arc::new(AtomicU64::new(0));
         let shared = Arc::new(Shared {
             upstream_origin: origin_of(&upstream),
             upstream: upstream.clone(),
             own_origin: format!("http://{addr}"),
             delay_us: delay_us.clone(),
+            fault_every: fault_every.clone(),
+            playlists: AtomicU64::new(0),
+            media: AtomicU64::new(0),
             client,
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -162,6 +171,7 @@ impl DelayProxy {
             addr,
             upstream,
             delay_us,
+            fault_every,
             shutdown: Some(shutdown),
             thread: Some(thread),
         })
@@ -197,6 +207,13 @@ impl DelayProxy {
     /// The current delay of media responses.
     pub fn delay(&self) -> Duration {
         Duration::from_micros(self.delay_us.load(Ordering::Relaxed))
+    }
+
+    /// From now on, mangles every `n`-th successful playlist response and
+    /// every `n`-th successful media response (0 turns it off), cycling
+    /// through the kinds of damage in [`mangle`]: bad input for the reader.
+    pub fn set_fault_every(&self, n: u64) {
+        self.fault_every.store(n, Ordering::Relaxed);
     }
 
     /// Changes the delay for responses whose upstream body completes from now on.
@@ -267,7 +284,26 @@ async fn forward(
             )
         }
     };
-    if !uri.path().ends_with(".m3u8") {
+    let playlist = uri.path().ends_with(".m3u8");
+    let every = shared.fault_every.load(Ordering::Relaxed);
+    let body = if every > 0 && status.is_success() {
+        let counter = if playlist {
+            &shared.playlists
+        } else {
+            &shared.media
+        };
+        let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        if n % every == 0 {
+            let mangled = mangle(uri.path(), &body, n / every);
+            tracing::debug!(path = uri.path(), "delay proxy: mangled the response");
+            axum::body::Bytes::from(mangled)
+        } else {
+            body
+        }
+    } else {
+        body
+    };
+    if !playlist {
         let delay = Duration::from_micros(shared.delay_us.load(Ordering::Relaxed));
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -287,6 +323,34 @@ async fn forward(
         response.headers_mut().append(name.clone(), value);
     }
     response
+}
+
+/// Damages a response body the way broken origins and networks do; `round`
+/// picks the kind. Playlists: cut in the middle of a line, or a tag with a
+/// garbage attribute. MPEG-TS: bytes inserted so packets lose sync, or cut
+/// short. fMP4: the first box claims an absurd size, or the body is cut.
+pub fn mangle(path: &str, body: &[u8], round: u64) -> Vec<u8> {
+    let mut out = body.to_vec();
+    if path.ends_with(".m3u8") {
+        if round % 2 == 0 {
+            out.truncate(body.len() / 2);
+        } else {
+            out = b"#EXTM3U\n#EXT-X-TARGETDURATION:nope\n#EXT-X-PART:DURATION=,URI=\n\xff\xfe\n"
+                .to_vec();
+        }
+    } else if path.ends_with(".ts") {
+        if round % 2 == 0 {
+            let at = (188 * 3 + 5).min(out.len());
+            out.splice(at..at, [0x47u8, 0x00, 0xff, 0x12, 0x47, 0x47, 0x01]);
+        } else {
+            out.truncate(body.len() / 3);
+        }
+    } else if round % 2 == 0 && out.len() >= 4 {
+        out[..4].copy_from_slice(&0xffff_fff0u32.to_be_bytes());
+    } else {
+        out.truncate(body.len() / 2);
+    }
+    out
 }
 
 /// An absolute `Location` on the upstream becomes the same path on the proxy.
