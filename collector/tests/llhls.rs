@@ -148,7 +148,12 @@ fn origin_and_agent_restarts_are_followed() {
     if !require_mqtt_stack() {
         return;
     }
-    let (mut origin, collector, agent) = chain("ll4", OriginOptions::llhls_like_fixture(), "");
+    // With MediaMTX 1.18 sessions: a new publisher invalidates them (401).
+    let options = OriginOptions {
+        sessions: true,
+        ..OriginOptions::llhls_like_fixture()
+    };
+    let (mut origin, collector, agent) = chain("ll4", options, "");
     let frames_after = |what: &str, skip: usize| {
         collector
             .collect_summaries("ll4", "cam0", Duration::from_secs(45), |s| {
@@ -274,4 +279,43 @@ fn truth_a_delay_on_media_responses_raises_the_median_by_that_delay() {
         );
     }
     eprintln!("truth: medians for D = {delays:?} ms: {medians:?}");
+}
+
+#[test]
+fn mediamtx_itself_when_available() {
+    let Some(mediamtx) =
+        glasswatch_testkit::mediamtx::MediaMtx::from_env("mediamtx_itself_when_available")
+    else {
+        return;
+    };
+    if !require_mqtt_stack() {
+        return;
+    }
+    let mediamtx = mediamtx.unwrap();
+    let (config, _) = CollectorProcess::embedded_broker_config();
+    let collector = CollectorProcess::start(&config).unwrap();
+    let _agent = AgentProcess::start(&test_pattern_config(
+        "mtx",
+        &mediamtx.rtsp_url("mtx-cam0"),
+        &mediamtx.hls_url("mtx-cam0"),
+        &format!("url = \"{}\"", collector.mqtt_url()),
+    ))
+    .unwrap();
+    let s = collector
+        .collect_summaries("mtx", "cam0", Duration::from_secs(45), |s| measured(s) >= 6)
+        .unwrap();
+    let last = s.last().unwrap();
+    assert_eq!(
+        (last.hls.mode.as_str(), last.hls.container.as_str()),
+        ("ll-hls", "fmp4")
+    );
+    assert_eq!(
+        last.matched_by_fingerprint, 0,
+        "MediaMTX keeps the SEI stamp"
+    );
+    let p50 = median_p50(&s);
+    assert!(
+        (20.0..300.0).contains(&p50),
+        "median glass-to-HLS {p50} ms: {s:#?}"
+    );
 }
