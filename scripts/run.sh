@@ -102,11 +102,11 @@ pids+=($!)
 echo
 echo "   RTSP:      rtsp://127.0.0.1:$RTSP_PORT/$STREAM_PATH"
 echo "   HLS:       http://127.0.0.1:$HLS_PORT/$STREAM_PATH/index.m3u8   (open with ffplay or VLC)"
-echo "   Dashboard: http://127.0.0.1:$HTTP_PORT/   (today its JSON API: http://127.0.0.1:$HTTP_PORT/api/v1/streams)"
+echo "   Dashboard: http://127.0.0.1:$HTTP_PORT/   (a status page for now; JSON: http://127.0.0.1:$HTTP_PORT/api/v1/streams)"
 echo "   MQTT:      mosquitto_sub -h 127.0.0.1 -p $MQTT_PORT -t 'glasswatch/v1/devices/#' -v"
 echo
 echo "Ctrl-C to stop. One line per stream and second (glass-to-HLS = capture to fully received over HLS):"
-tail -n +1 -f "$RUN_DIR/live.log" &
+tail -n +1 -f "$RUN_DIR/live.log" | grep --line-buffered -v '^READY ' &
 tail_pid=$!
 trap 'kill $tail_pid 2>/dev/null; cleanup; exit 0' INT TERM
 while sleep 1; do

@@ -144,6 +144,13 @@ fn classic_ts_over_the_embedded_broker() {
         })
         .unwrap();
     check_classic(&summaries, "mpegts");
+    // The status page lists the stream.
+    let page =
+        glasswatch_testkit::collector::http_get(&format!("{}/", collector.api_url())).unwrap();
+    assert!(
+        page.contains("e2e2/cam0") && page.contains("hls mpegts"),
+        "{page}"
+    );
     sub.wait_for("glasswatch/v1/devices/e2e2/", Duration::from_secs(5), |m| {
         m.len() >= 5
     })
