@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use glasswatch_common::config::{invalid_at, invalid_key, parse_toml};
+use glasswatch_common::config::{invalid_at, invalid_key, mqtt_client_problem, parse_toml};
 pub use glasswatch_common::config::{Bounded, BrokerUrl, ConfigError, Id};
 use serde::{Deserialize, Deserializer};
 
@@ -257,11 +257,7 @@ impl StreamConfig {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            file: path.to_owned(),
-            source,
-        })?;
-        Config::parse(&text, path)
+        Config::parse(&glasswatch_common::config::read(path)?, path)
     }
 
     /// Parses and validates config text; `file` is only used in errors.
@@ -293,21 +289,13 @@ impl Config {
 
     fn check_mqtt(&self, text: &str, file: &Path) -> Result<(), ConfigError> {
         let m = &self.mqtt;
-        let problem = if m.password.is_some() && m.password_file.is_some() {
-            Some((
-                "mqtt.password_file",
-                "set either password or password_file, not both".to_owned(),
-            ))
-        } else if let Err(e) = glasswatch_common::topics::Topics::new(&m.topic_root) {
-            Some(("mqtt.topic_root", e.to_string()))
-        } else if m.ca_file.is_some() && !m.url.tls {
-            Some((
-                "mqtt.ca_file",
-                "ca_file is only used with an mqtts:// url".to_owned(),
-            ))
-        } else {
-            None
-        };
+        let problem = mqtt_client_problem(
+            m.password.is_some(),
+            m.password_file.is_some(),
+            &m.topic_root,
+            m.ca_file.is_some(),
+            m.url.tls,
+        );
         match problem {
             None => Ok(()),
             Some((key, message)) => Err(invalid_key(text, file, key, message)),
@@ -329,12 +317,9 @@ mod tests {
     }
 
     fn err(text: &str) -> (usize, String, String) {
-        match parse(text) {
-            Err(ConfigError::Invalid {
-                line, key, message, ..
-            }) => (line, key, message),
-            other => panic!("expected an Invalid error, got {other:?}"),
-        }
+        let e = parse(text).unwrap_err();
+        let (line, key, message) = e.located().unwrap();
+        (line, key.to_owned(), message.to_owned())
     }
 
     #[test]

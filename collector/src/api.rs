@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::{extract::State, response::Html, routing::get, Json, Router};
-use serde_json::{json, Value};
+use glasswatch_common::api::{DevicesResponse, StreamsResponse};
 
 use crate::hub::Hub;
 
@@ -33,28 +33,19 @@ pub async fn serve(listener: tokio::net::TcpListener, hub: Shared) {
     }
 }
 
-async fn streams(State(hub): State<Shared>) -> Json<Value> {
+async fn streams(State(hub): State<Shared>) -> Json<StreamsResponse> {
     let hub = hub.lock().unwrap_or_else(PoisonError::into_inner);
-    let c = hub.counters();
-    Json(json!({
-        "streams": hub.streams(),
-        "counters": {
-            "malformed_messages": c.malformed_messages,
-            "duplicate_records": c.duplicate_records,
-            "stale_pongs": c.stale_pongs,
-            "rejected_clock_samples": c.rejected_clock_samples,
-        },
-    }))
+    Json(StreamsResponse {
+        streams: hub.streams(),
+        counters: hub.counters(),
+    })
 }
 
-async fn devices(State(hub): State<Shared>) -> Json<Value> {
+async fn devices(State(hub): State<Shared>) -> Json<DevicesResponse> {
     let hub = hub.lock().unwrap_or_else(PoisonError::into_inner);
-    let devices: Vec<Value> = hub
-        .devices()
-        .into_iter()
-        .map(|(id, online, status)| json!({"device": id, "online": online, "status": status}))
-        .collect();
-    Json(json!({ "devices": devices }))
+    Json(DevicesResponse {
+        devices: hub.devices(),
+    })
 }
 
 /// Escapes text for HTML.

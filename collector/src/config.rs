@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use glasswatch_common::config::{invalid_at, invalid_key, parse_toml};
+use glasswatch_common::config::{invalid_at, invalid_key, mqtt_client_problem, parse_toml};
 pub use glasswatch_common::config::{Bounded, BrokerUrl, ConfigError, Id};
 use serde::Deserialize;
 
@@ -167,11 +167,7 @@ pub struct StreamOverride {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            file: path.to_owned(),
-            source,
-        })?;
-        Config::parse(&text, path)
+        Config::parse(&glasswatch_common::config::read(path)?, path)
     }
 
     /// Parses and validates config text; `file` is only used in errors.
@@ -183,18 +179,14 @@ impl Config {
 
     fn check(&self, text: &str, file: &Path) -> Result<(), ConfigError> {
         let m = &self.mqtt;
-        let problem = if m.password.is_some() && m.password_file.is_some() {
-            Some((
-                "mqtt.password_file",
-                "set either password or password_file, not both".to_owned(),
-            ))
-        } else if let Err(e) = glasswatch_common::topics::Topics::new(&m.topic_root) {
-            Some(("mqtt.topic_root", e.to_string()))
-        } else if m.ca_file.is_some() && !m.url.as_ref().is_some_and(|u| u.tls) {
-            Some((
-                "mqtt.ca_file",
-                "ca_file is only used with an mqtts:// url".to_owned(),
-            ))
+        let problem = if let Some(p) = mqtt_client_problem(
+            m.password.is_some(),
+            m.password_file.is_some(),
+            &m.topic_root,
+            m.ca_file.is_some(),
+            m.url.as_ref().is_some_and(|u| u.tls),
+        ) {
+            Some(p)
         } else if m.url.is_none() && (m.username.is_some() || m.password_file.is_some()) {
             Some((
                 "mqtt.username",
@@ -256,12 +248,9 @@ mod tests {
     }
 
     fn err(text: &str) -> (usize, String, String) {
-        match parse(text) {
-            Err(ConfigError::Invalid {
-                line, key, message, ..
-            }) => (line, key, message),
-            other => panic!("expected an Invalid error, got {other:?}"),
-        }
+        let e = parse(text).unwrap_err();
+        let (line, key, message) = e.located().unwrap();
+        (line, key.to_owned(), message.to_owned())
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use glasswatch_common::api::{Counters, DeviceView, StreamView};
 use glasswatch_common::messages::{
     Breakdown, ClockEstimate, ClockPing, ClockPong, FramesBatch, HlsReading, Latency, Stats,
     Status, SCHEMA_LATENCY,
@@ -51,15 +52,6 @@ impl Default for Settings {
 pub enum Action {
     StartReceiver { key: StreamKey, url: String },
     StopReceiver { key: StreamKey },
-}
-
-/// Counters of what was skipped (for logs and the API).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub malformed_messages: u64,
-    pub duplicate_records: u64,
-    pub stale_pongs: u64,
-    pub rejected_clock_samples: u64,
 }
 
 /// A frame seen over HLS that waits for its record.
@@ -155,22 +147,6 @@ pub struct Hub {
     outstanding: HashMap<u64, (String, i64)>,
     next_nonce: u64,
     counters: Counters,
-}
-
-/// A view of one stream for the API.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct StreamView {
-    pub device: String,
-    pub stream: String,
-    pub online: bool,
-    pub hls_url: Option<String>,
-    pub reading: Option<String>,
-    pub records: usize,
-    /// Frames seen over HLS since the stream was first seen.
-    pub frames_seen_total: u64,
-    /// Bad playlists, parts or segments and failed requests since then.
-    pub hls_errors_total: u64,
-    pub last: Option<Latency>,
 }
 
 impl Hub {
@@ -504,10 +480,14 @@ impl Hub {
     }
 
     /// The statuses last received, for the API.
-    pub fn devices(&self) -> Vec<(String, bool, Option<Status>)> {
+    pub fn devices(&self) -> Vec<DeviceView> {
         self.devices
             .iter()
-            .map(|(id, d)| (id.clone(), d.online, d.status.clone()))
+            .map(|(id, d)| DeviceView {
+                device: id.clone(),
+                online: d.online,
+                status: d.status.clone(),
+            })
             .collect()
     }
 }

@@ -199,6 +199,54 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+impl ConfigError {
+    /// Line, key and message of an [`ConfigError::Invalid`] (for callers and
+    /// tests that check where an error points).
+    pub fn located(&self) -> Option<(usize, &str, &str)> {
+        match self {
+            ConfigError::Invalid {
+                line, key, message, ..
+            } => Some((*line, key, message)),
+            ConfigError::Read { .. } => None,
+        }
+    }
+}
+
+/// Reads a config file's text.
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_owned(),
+        source,
+    })
+}
+
+/// The problem, if any, with the `[mqtt]` keys every binary shares: a
+/// password given twice, a bad topic root, a CA file without TLS. Returns
+/// the dotted key and the message, for [`invalid_key`].
+pub fn mqtt_client_problem(
+    password: bool,
+    password_file: bool,
+    topic_root: &str,
+    ca_file: bool,
+    tls: bool,
+) -> Option<(&'static str, String)> {
+    if password && password_file {
+        Some((
+            "mqtt.password_file",
+            "set either password or password_file, not both".to_owned(),
+        ))
+    } else if let Err(e) = crate::topics::Topics::new(topic_root) {
+        Some(("mqtt.topic_root", e.to_string()))
+    } else if ca_file && !tls {
+        Some((
+            "mqtt.ca_file",
+            "ca_file is only used with an mqtts:// url".to_owned(),
+        ))
+    } else {
+        None
+    }
+}
+
 /// Parses TOML text into `T`; `file` is only used in errors. Syntax errors and
 /// type, range or unknown-key errors all come back as [`ConfigError::Invalid`]
 /// pointing at the offending line, column and key.
@@ -233,10 +281,7 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, Con
 
 /// Reads a file and parses it with [`parse_toml`].
 pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<(T, String), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        file: path.to_owned(),
-        source,
-    })?;
+    let text = read(path)?;
     let value = parse_toml(&text, path)?;
     Ok((value, text))
 }
@@ -300,12 +345,9 @@ mod tests {
     }
 
     fn err(text: &str) -> (usize, String, String) {
-        match parse_toml::<Sample>(text, Path::new("t.toml")) {
-            Err(ConfigError::Invalid {
-                line, key, message, ..
-            }) => (line, key, message),
-            other => panic!("expected an Invalid error, got {other:?}"),
-        }
+        let e = parse_toml::<Sample>(text, Path::new("t.toml")).unwrap_err();
+        let (line, key, message) = e.located().unwrap();
+        (line, key.to_owned(), message.to_owned())
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! It deliberately depends on neither GStreamer, tokio, axum nor any database,
 //! and does no network work: an MQTT client is the user's choice.
 
+pub mod api;
 #[cfg(feature = "config")]
 pub mod config;
 pub mod fingerprint;

@@ -8,41 +8,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+pub use glasswatch_common::api::{Counters, StreamView, StreamsResponse};
 use glasswatch_common::messages::Latency;
-use serde::Deserialize;
 
 use crate::bins::try_bin_path;
 use crate::peer::{Peer, Ready};
 use crate::ports::free_port;
-
-/// One stream as `GET /api/v1/streams` lists it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct StreamView {
-    pub device: String,
-    pub stream: String,
-    pub online: bool,
-    pub hls_url: Option<String>,
-    pub reading: Option<String>,
-    pub records: usize,
-    pub frames_seen_total: u64,
-    pub hls_errors_total: u64,
-    pub last: Option<Latency>,
-}
-
-/// The collector's skip counters from `GET /api/v1/streams`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Counters {
-    pub malformed_messages: u64,
-    pub duplicate_records: u64,
-    pub stale_pongs: u64,
-    pub rejected_clock_samples: u64,
-}
-
-#[derive(Debug, Deserialize)]
-struct StreamsResponse {
-    streams: Vec<StreamView>,
-    counters: Counters,
-}
 
 /// A running collector, killed by PID on drop.
 #[derive(Debug)]
