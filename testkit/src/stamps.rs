@@ -105,6 +105,20 @@ pub fn strip_sei_annexb(au: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Replaces a buffer's bytes (a stamp inserted, SEI stripped), keeping its
+/// timestamps, offset and flags: for pad probes that rewrite access units.
+pub fn replace_buffer_data(buffer: &mut gstreamer::Buffer, bytes: Vec<u8>) {
+    let mut new = gstreamer::Buffer::from_mut_slice(bytes);
+    if let Some(b) = new.get_mut() {
+        b.set_pts(buffer.pts());
+        b.set_dts(buffer.dts());
+        b.set_duration(buffer.duration());
+        b.set_offset(buffer.offset());
+        b.set_flags(buffer.flags());
+    }
+    *buffer = new;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -465,15 +465,7 @@ fn add_strip_sei_probe(name: &str, parse: &gst::Element) {
                 .ok()
                 .and_then(|map| strip_sei_annexb(&map));
             if let Some(bytes) = stripped {
-                let mut new = gst::Buffer::from_mut_slice(bytes);
-                if let Some(b) = new.get_mut() {
-                    b.set_pts(buffer.pts());
-                    b.set_dts(buffer.dts());
-                    b.set_duration(buffer.duration());
-                    b.set_offset(buffer.offset());
-                    b.set_flags(buffer.flags());
-                }
-                *buffer = new;
+                glasswatch_testkit::stamps::replace_buffer_data(buffer, bytes);
             }
         }
         gst::PadProbeReturn::Ok

@@ -17,7 +17,6 @@
 use std::{
     io::IsTerminal as _,
     sync::atomic::{AtomicU64, Ordering},
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{bail, Context as _};
@@ -43,12 +42,7 @@ struct Args {
     launch: Vec<String>,
 }
 
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+use glasswatch_testkit::agent::now_us;
 
 fn run(args: Args) -> anyhow::Result<()> {
     gst::init().context("initialising GStreamer")?;
@@ -72,15 +66,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             });
             if let Some(bytes) = stamped {
                 seq.fetch_add(1, Ordering::Relaxed);
-                let mut new = gst::Buffer::from_mut_slice(bytes);
-                if let Some(b) = new.get_mut() {
-                    b.set_pts(buffer.pts());
-                    b.set_dts(buffer.dts());
-                    b.set_duration(buffer.duration());
-                    b.set_offset(buffer.offset());
-                    b.set_flags(buffer.flags());
-                }
-                *buffer = new;
+                glasswatch_testkit::stamps::replace_buffer_data(buffer, bytes);
             }
         }
         gst::PadProbeReturn::Ok
