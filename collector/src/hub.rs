@@ -18,7 +18,7 @@ use glasswatch_common::messages::{
 
 use crate::aggregate::Window;
 use crate::clock::{ClockEstimator, ClockOffset};
-use crate::matcher::{latency, Insert, MatchedBy, RecordStore};
+use crate::matcher::{latency, MatchedBy, RecordStore};
 use crate::receiver::{Event, Reading, SeenFrame, StreamKey};
 
 /// The hub's tunables (from the config).
@@ -253,9 +253,7 @@ impl Hub {
         let offset = self.offset(device, now_us);
         let st = self.stream(&key, now_us);
         for record in batch.frames {
-            if st.records.insert(record, now_us) == Insert::TooOld {
-                tracing::debug!(device, stream, "record older than the retention skipped");
-            }
+            st.records.insert(record, now_us);
         }
         // Frames that arrived over HLS before their records.
         let waiting = std::mem::take(&mut st.pending);

@@ -28,8 +28,6 @@ pub struct Stored {
 pub enum Insert {
     New,
     Duplicate,
-    /// Evicted at once: older than the retention window.
-    TooOld,
 }
 
 /// How a frame was matched.
@@ -71,17 +69,15 @@ impl RecordStore {
         }
     }
 
-    /// Stores a record received at `now_us` (collector clock; the record's
-    /// capture time is on the device clock, so retention is generous).
+    /// Stores a record received at `now_us` (collector clock). Retention
+    /// counts from arrival: the record's own times are on the device clock,
+    /// which may be far off until clock sync has measured it.
     pub fn insert(&mut self, record: FrameRecord, now_us: i64) -> Insert {
         self.evict(now_us);
         let key = (record.seq, record.capture_us);
         if self.by_id.contains_key(&key) {
             self.duplicates += 1;
             return Insert::Duplicate;
-        }
-        if now_us.saturating_sub(record.capture_us) > self.retention_us.saturating_mul(2) {
-            return Insert::TooOld;
         }
         if self.by_id.len() == self.max_records {
             self.evict_oldest();
@@ -289,7 +285,9 @@ mod tests {
         assert!(s.find(None, Some(0)).is_none());
         s.evict(10_000_000);
         assert!(s.is_empty());
-        assert_eq!(s.insert(record(9, 0, 9), 10_000_000), Insert::TooOld);
+        // Retention is by arrival, whatever the device clock says (a device
+        // without NTP may be days off until clock sync measures it).
+        assert_eq!(s.insert(record(9, 0, 9), 10_000_000), Insert::New);
     }
 
     #[test]
