@@ -529,6 +529,11 @@ impl Session {
                     fetched_any = true;
                 }
             }
+            // Everything listed is fetched: ask for the part after the last
+            // listed one. (After a segment closes, the part after the last
+            // one fetched never exists: its successor is part 0 of the next
+            // segment, which `next_part()` names.)
+            cursor = cursor.max(next);
             if media.ended {
                 return Err(Stop::NotYet(format!("{url}: stream ended")));
             }
