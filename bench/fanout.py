@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Simulated devices for bench/collector_memory.sh: one real agent's traffic, N times.
+
+    fanout.py PORT DEVICE STREAM N [--root glasswatch]
+
+Subscribes to the real device's status, frame batches and stats and republishes
+each, rewritten, as devices sim0 .. simN-1 (same stream id): their status
+advertises the real stream's hls_url, so the collector runs one HLS receiver
+and one record store per simulated device over real traffic. The stamps in the
+stream carry the real stream's tag, so the collector matches the simulated
+streams by fingerprint. Clock pings to a simulated device are answered at once
+from this process (same machine, same clock). Payloads are rewritten as bytes
+(only the "device" field changes), which keeps this process cheap next to the
+collector it feeds. Prints READY once subscribed; runs until SIGTERM.
+Works with paho-mqtt 1.6 and 2.x.
+"""
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("port", type=int)
+    ap.add_argument("device")
+    ap.add_argument("stream")
+    ap.add_argument("n", type=int)
+    ap.add_argument("--root", default="glasswatch")
+    args = ap.parse_args()
+    devices = args.root + "/v1/devices/"
+    real = devices + args.device
+    sims = ["sim%d" % k for k in range(args.n)]
+    field = b'"device":"%s"' % args.device.encode()
+    counts = {"status": 0, "frames": 0, "stats": 0, "pongs": 0}
+    done = threading.Event()
+
+    def rewrite(payload, sim):
+        out = payload.replace(field, b'"device":"%s"' % sim.encode(), 1)
+        if out == payload:
+            body = json.loads(payload)
+            body["device"] = sim
+            out = json.dumps(body, separators=(",", ":")).encode()
+        return out
+
+    def on_connect(client, userdata, flags, rc, *rest):  # 1.6: rc is an int; 2.x: a ReasonCode
+        if getattr(rc, "is_failure", rc != 0):
+            print("connection refused: %s" % rc, file=sys.stderr)
+            done.set()
+            return
+        client.subscribe([(real + "/status", 1),
+                          (real + "/streams/%s/frames" % args.stream, 1),
+                          (real + "/streams/%s/stats" % args.stream, 0),
+                          (devices + "+/clock/ping", 0)])
+
+    def on_subscribe(client, userdata, mid, *rest):
+        print("READY", flush=True)
+
+    def on_message(client, userdata, msg):
+        if msg.topic.endswith("/clock/ping"):
+            sim = msg.topic[len(devices):].split("/", 1)[0]
+            if sim not in sims:
+                return
+            now = time.time_ns() // 1000
+            ping = json.loads(msg.payload)
+            pong = {"schema": "glasswatch.clock_pong/1", "nonce": ping["nonce"],
+                    "t1_us": ping["t1_us"], "t2_us": now, "t3_us": time.time_ns() // 1000}
+            client.publish(devices + sim + "/clock/pong", json.dumps(pong), qos=0)
+            counts["pongs"] += 1
+            return
+        leaf = msg.topic[len(real) + 1:]
+        kind = leaf.rsplit("/", 1)[-1]
+        # The agent's status is retained and QoS 1, its batches QoS 1, its stats QoS 0.
+        qos, retain = {"status": (1, True), "frames": (1, False), "stats": (0, False)}[kind]
+        for sim in sims:
+            client.publish(devices + sim + "/" + leaf, rewrite(msg.payload, sim), qos=qos,
+                           retain=retain)
+        counts[kind] += 1
+
+    kw = {"callback_api_version": mqtt.CallbackAPIVersion.VERSION1} \
+        if hasattr(mqtt, "CallbackAPIVersion") else {}
+    c = mqtt.Client(client_id="glasswatch-bench-fanout", **kw)
+    c.max_inflight_messages_set(4096)
+    c.on_connect, c.on_subscribe, c.on_message = on_connect, on_subscribe, on_message
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    c.connect("127.0.0.1", args.port, keepalive=10)
+    c.loop_start()
+    while not done.wait(0.5):
+        pass
+    c.loop_stop()
+    c.disconnect()
+    print("relayed to %d devices: %d statuses, %d frame batches, %d stats; %d pongs"
+          % (args.n, counts["status"], counts["frames"], counts["stats"], counts["pongs"]),
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()
