@@ -85,7 +85,7 @@ struct StreamState {
     gaps: VecDeque<(i64, u64)>,
     /// The first frame HLS delivered in the current session: records
     /// before it were not looked for, so they do not count as dropped.
-    first_seen: Option<(String, u64)>,
+    first_seen: Option<(u64, u64)>,
     publisher_fps: Option<f64>,
     reading: Option<Reading>,
     /// The URL a receiver runs for, if one does.
@@ -521,14 +521,13 @@ fn match_frame(
     let Some((stored, by)) = st.records.take_match(stamp, frame.fingerprint) else {
         return false;
     };
-    let fl = latency(stored, by, available_us, offset, reader_us);
-    let session = stored.record.session.clone();
-    let seq = stored.record.seq;
+    let fl = latency(&stored, by, available_us, offset, reader_us);
+    let (session, seq) = (stored.session, stored.seq);
     if frame.stamp.is_none() {
         // Without a stamp the seq comes from the record.
         note_seq(st, seq, available_us);
     }
-    if st.first_seen.as_ref().is_none_or(|(s, _)| *s != session) {
+    if st.first_seen.is_none_or(|(s, _)| s != session) {
         st.first_seen = Some((session, seq));
     }
     if by == MatchedBy::Fingerprint {
@@ -546,12 +545,10 @@ fn settle(st: &mut StreamState, now_us: i64, wait_us: i64) {
         st.unmatched += 1;
     }
     let cutoff = now_us.saturating_sub(wait_us);
-    let first = st.first_seen.clone();
+    let first = st.first_seen;
     let mut dropped = 0;
     for r in st.records.settle(cutoff) {
-        let looked_for = first
-            .as_ref()
-            .is_some_and(|(session, seq)| r.record.session == *session && r.record.seq > *seq);
+        let looked_for = first.is_some_and(|(session, seq)| r.session == session && r.seq > seq);
         if !r.seen && looked_for {
             dropped += 1;
         }

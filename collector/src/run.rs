@@ -164,6 +164,9 @@ pub async fn run(
     let http_client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .pool_idle_timeout(Duration::from_secs(30))
+        // A stream needs one connection held by a blocking reload and one or
+        // two downloading parts; idle ones beyond that only cost memory.
+        .pool_max_idle_per_host(4)
         .redirect(reqwest::redirect::Policy::limited(5))
         .build()
         .context("building the HTTP client")?;
