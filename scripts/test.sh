@@ -19,4 +19,4 @@ echo "== build binaries the tests start as processes"
 cargo build --workspace --bins --locked
 
 echo "== cargo test"
-cargo test --workspace --locked -- --test-threads=2
+cargo test --workspace --locked --no-fail-fast -- --test-threads=2

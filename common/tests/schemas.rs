@@ -7,8 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use glasswatch_common::messages::{
-    decode, encode, json_schemas, ClockPing, ClockPong, FramesBatch, Message, Stats, Status,
-    SCHEMA_CLOCK_PING, SCHEMA_CLOCK_PONG, SCHEMA_FRAMES, SCHEMA_STATS, SCHEMA_STATUS,
+    decode, encode, json_schemas, ClockPing, ClockPong, FramesBatch, Latency, Message, Stats,
+    Status, SCHEMA_CLOCK_PING, SCHEMA_CLOCK_PONG, SCHEMA_FRAMES, SCHEMA_LATENCY, SCHEMA_STATS,
+    SCHEMA_STATUS,
 };
 use serde_json::Value;
 
@@ -133,6 +134,7 @@ fn docs_mqtt_examples_round_trip() {
             SCHEMA_STATS => round_trip::<Stats>(&v),
             SCHEMA_CLOCK_PING => round_trip::<ClockPing>(&v),
             SCHEMA_CLOCK_PONG => round_trip::<ClockPong>(&v),
+            SCHEMA_LATENCY => round_trip::<Latency>(&v),
             other => panic!("docs/mqtt.md has an example of unknown schema {other}"),
         }
         seen.push(schema.to_owned());
@@ -143,6 +145,7 @@ fn docs_mqtt_examples_round_trip() {
         SCHEMA_STATS,
         SCHEMA_CLOCK_PING,
         SCHEMA_CLOCK_PONG,
+        SCHEMA_LATENCY,
     ] {
         assert!(
             seen.iter().any(|s| s == schema),
