@@ -423,22 +423,7 @@ mod tests {
         assert!(c.mqtt.enabled);
         assert_eq!(c.mqtt.url.to_string(), "mqtt://127.0.0.1:1883");
         assert_eq!(c.mqtt.buffer_seconds.get(), 120);
-        let u = BrokerUrl::parse("mqtts://broker.example:8884").unwrap();
-        assert_eq!(
-            (u.tls, u.host.as_str(), u.port),
-            (true, "broker.example", 8884)
-        );
-        assert_eq!(BrokerUrl::parse("mqtts://h").unwrap().port, 8883);
-        assert_eq!(BrokerUrl::parse("mqtt://[::1]:1884").unwrap().host, "::1");
-        for bad in [
-            "tcp://h",
-            "mqtt://",
-            "mqtt://h:x",
-            "mqtt://u@h",
-            "mqtt://[::1",
-        ] {
-            assert!(BrokerUrl::parse(bad).is_err(), "{bad}");
-        }
+        // URL grammar: common::config's tests.
         let (line, key, _) = err("device_id = \"a\"\n[mqtt]\nurl = \"http://x\"\n");
         assert_eq!((line, key.as_str()), (3, "mqtt.url"));
         let (line, key, _) =
