@@ -710,3 +710,12 @@ proptest! {
         let _ = parse(&format!("#EXTM3U\n{s}"));
     }
 }
+
+#[test]
+fn media_sequence_after_a_segment_is_an_error() {
+    // Found by the property test below: a late EXT-X-MEDIA-SEQUENCE would
+    // renumber the playlist behind the segments already read.
+    let text = "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:0.5,\nseg.mp4\n#EXT-X-MEDIA-SEQUENCE:7\n";
+    let e = parse(text).unwrap_err();
+    assert_eq!(e.line, 5, "{e}");
+}

@@ -561,6 +561,15 @@ impl Builder {
             }
             "#EXT-X-MEDIA-SEQUENCE" => {
                 self.set_kind(line, Kind::Media)?;
+                // bis §4.4.3.2: it MUST appear before the first segment; the
+                // segments already numbered would otherwise disagree with it.
+                if !self.media.segments.is_empty() {
+                    return Err(bad_tag(
+                        line,
+                        "EXT-X-MEDIA-SEQUENCE",
+                        "after the first segment",
+                    ));
+                }
                 self.media.media_sequence = parse_u64(line, "EXT-X-MEDIA-SEQUENCE", value)?;
             }
             "#EXT-X-ENDLIST" => {
