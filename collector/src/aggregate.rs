@@ -1,6 +1,6 @@
 //! Per-stream, per-window summaries of the per-frame figures: frames seen,
-//! glass-to-HLS percentiles, receiver fps, `seq` gaps and the mean
-//! breakdown (DESIGN.md, "Latency figures"). Plain state fed with
+//! glass-to-HLS percentiles, receiver fps and the mean breakdown (DESIGN.md,
+//! "Latency figures"). Drops are the hub's: they need the records too. Plain state fed with
 //! [`FrameLatency`] values; [`Window::summary`] closes a window.
 
 use crate::matcher::FrameLatency;
@@ -14,8 +14,6 @@ pub struct Summary {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub receiver_fps: f64,
-    /// Frames missing between the `seq`s seen (same session).
-    pub seq_gaps: u64,
     pub mean_encode_ms: f64,
     pub mean_publish_ms: f64,
     pub mean_origin_delivery_ms: f64,
@@ -27,7 +25,6 @@ pub struct Summary {
 #[derive(Debug, Default)]
 pub struct Window {
     frames: Vec<FrameLatency>,
-    last_seq: Option<u64>,
 }
 
 /// Nearest-rank percentile of sorted values (`p` in 0..=100).
@@ -44,25 +41,14 @@ impl Window {
         Window::default()
     }
 
-    /// Adds a matched frame. A `seq` lower than the last one starts a new
-    /// session and is not a gap.
+    /// Adds a matched frame.
     pub fn add(&mut self, f: FrameLatency) {
         self.frames.push(f);
     }
 
     /// Closes the window that lasted `seconds` and starts the next one.
     pub fn summary(&mut self, seconds: f64) -> Summary {
-        let mut frames = std::mem::take(&mut self.frames);
-        frames.sort_by_key(|f| f.seq);
-        let mut gaps = 0;
-        for f in &frames {
-            if let Some(last) = self.last_seq {
-                if f.seq > last + 1 {
-                    gaps += f.seq - last - 1;
-                }
-            }
-            self.last_seq = Some(f.seq);
-        }
+        let frames = std::mem::take(&mut self.frames);
         let mut g2h: Vec<f64> = frames.iter().map(|f| f.glass_to_hls_ms).collect();
         g2h.sort_by(f64::total_cmp);
         let n = frames.len() as f64;
@@ -80,17 +66,11 @@ impl Window {
             p99_ms: percentile(&g2h, 99.0),
             max_ms: g2h.last().copied().unwrap_or(0.0),
             receiver_fps: if seconds > 0.0 { n / seconds } else { 0.0 },
-            seq_gaps: gaps,
             mean_encode_ms: mean(|f| f.encode_ms),
             mean_publish_ms: mean(|f| f.publish_ms),
             mean_origin_delivery_ms: mean(|f| f.origin_delivery_ms),
             uncertainty_ms: frames.iter().map(|f| f.uncertainty_ms).fold(0.0, f64::max),
         }
-    }
-
-    /// Forgets the last `seq` (a new session began).
-    pub fn reset_session(&mut self) {
-        self.last_seq = None;
     }
 }
 
@@ -114,7 +94,7 @@ mod tests {
     }
 
     #[test]
-    fn percentiles_gaps_and_means() {
+    fn percentiles_and_means() {
         let mut w = Window::new();
         for seq in 0..30u64 {
             if seq == 10 || seq == 11 {
@@ -124,7 +104,6 @@ mod tests {
         }
         let s = w.summary(1.0);
         assert_eq!(s.frames, 28);
-        assert_eq!(s.seq_gaps, 2);
         assert_eq!(s.max_ms, 69.0);
         assert_eq!(
             s.p50_ms,
@@ -138,9 +117,6 @@ mod tests {
         );
         assert!((s.receiver_fps - 28.0).abs() < 1e-9);
         assert!((s.mean_encode_ms - 4.0).abs() < 1e-9);
-        // The next window continues the seq count: a gap across windows counts.
-        w.add(frame(31, 50.0));
-        assert_eq!(w.summary(1.0).seq_gaps, 1);
         // An empty window is all zeros, not NaN.
         let e = w.summary(1.0);
         assert_eq!((e.frames, e.p99_ms, e.mean_publish_ms), (0, 0.0, 0.0));

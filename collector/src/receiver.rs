@@ -518,10 +518,7 @@ impl Session {
             let new: Vec<(String, bool)> = parts
                 .into_iter()
                 .filter(|(id, _)| *id >= from)
-                .map(|(id, part)| {
-                    cursor = following(&media, id);
-                    (playlist::resolve(&url, &part.uri), part.gap)
-                })
+                .map(|(_, part)| (playlist::resolve(&url, &part.uri), part.gap))
                 .collect();
             for (part_url, gap) in new {
                 if !gap {
@@ -530,10 +527,8 @@ impl Session {
                 }
             }
             // Everything listed is fetched: ask for the part after the last
-            // listed one. (After a segment closes, the part after the last
-            // one fetched never exists: its successor is part 0 of the next
-            // segment, which `next_part()` names.)
-            cursor = cursor.max(next);
+            // listed one (after a segment closed, part 0 of the next one).
+            cursor = next;
             if media.ended {
                 return Err(Stop::NotYet(format!("{url}: stream ended")));
             }
@@ -619,21 +614,6 @@ fn listed_parts(media: &MediaPlaylist) -> Vec<((u64, u64), &playlist::Part)> {
     out
 }
 
-/// The part id after `id` as the playlist lists it: the next index in the
-/// same segment, or part 0 of the next segment when `id` closed its segment.
-fn following(media: &MediaPlaylist, id: (u64, u64)) -> (u64, u64) {
-    let closed = media
-        .segments
-        .iter()
-        .find(|s| s.msn == id.0)
-        .is_some_and(|s| s.parts.len() as u64 == id.1 + 1);
-    if closed {
-        (id.0 + 1, 0)
-    } else {
-        (id.0, id.1 + 1)
-    }
-}
-
 /// A playlist URL without `_HLS_msn`/`_HLS_part`/`_HLS_skip` (the base for the next request).
 fn strip_directives(url: &str) -> String {
     let (path, query) = match url.split_once('?') {
@@ -700,9 +680,6 @@ mod tests {
                 ((8, 0), "p2".into())
             ]
         );
-        assert_eq!(following(&m, (7, 0)), (7, 1));
-        assert_eq!(following(&m, (7, 1)), (8, 0));
-        assert_eq!(following(&m, (8, 0)), (8, 1));
         assert_eq!(m.next_part(), (8, 1));
     }
 

@@ -90,8 +90,10 @@ fn llhls_blocks_on_reloads_and_times_each_part() {
         assert!((24..=36).contains(&w.frames), "{w:#?}");
         assert_eq!(w.dropped, 0, "{w:#?}");
         assert_eq!(w.matched_by_fingerprint, 0, "{w:#?}");
-        // No reader uncertainty: blocking reloads.
-        assert!(w.clock.uncertainty_ms < 10.0, "{w:#?}");
+        // No reader uncertainty with blocking reloads (classic HLS adds
+        // half its 100 ms reload interval); what is left is the clock
+        // sample's rtt/2, larger on a loaded machine.
+        assert!(w.clock.uncertainty_ms < 50.0, "{w:#?}");
     }
     // Availability follows parts: with 500 ms segments, timing by segment
     // would put the median near or above 250 ms.
