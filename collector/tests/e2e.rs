@@ -50,9 +50,9 @@ fn check_classic(summaries: &[Latency], container: &str) {
         last.clock.offset_ms.is_some_and(|o| o.abs() < 50.0),
         "{last:#?}"
     );
-    // Half the 100 ms reload interval plus the clock's rtt/2.
+    // Half the 100 ms reload interval plus the clock sample's rtt/2 (a few ms on loopback, more under load).
     assert!(
-        (50.0..60.0).contains(&last.clock.uncertainty_ms),
+        (50.0..100.0).contains(&last.clock.uncertainty_ms),
         "{last:#?}"
     );
     assert!(
