@@ -343,6 +343,19 @@ impl Muxer {
         self.segments.iter()
     }
 
+    /// Every part still listed: those of the complete segments in the
+    /// window, then the finished parts of the segment being filled.
+    fn listed_parts(&self) -> impl Iterator<Item = &Arc<Part>> {
+        self.segments
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Segment(s) => Some(s.parts.iter()),
+                Entry::Gap { .. } => None,
+            })
+            .flatten()
+            .chain(self.open_parts().iter())
+    }
+
     /// Finished parts of the segment being filled.
     pub fn open_parts(&self) -> &[Arc<Part>] {
         self.next_segment.as_ref().map_or(&[], |s| &s.parts)
@@ -590,14 +603,7 @@ impl Muxer {
         }
         // gohlslib recomputes the part target after every part.
         let longest = self
-            .segments
-            .iter()
-            .filter_map(|e| match e {
-                Entry::Segment(s) => Some(s.parts.iter()),
-                Entry::Gap { .. } => None,
-            })
-            .flatten()
-            .chain(self.open_parts().iter())
+            .listed_parts()
             .map(|p| p.duration_ns())
             .max()
             .unwrap_or(0);
@@ -787,16 +793,7 @@ impl Muxer {
                 }
             }
         } else if let Some(id) = rest.strip_prefix("part").and_then(number) {
-            let listed = self
-                .segments
-                .iter()
-                .filter_map(|e| match e {
-                    Entry::Segment(s) => Some(s.parts.iter()),
-                    Entry::Gap { .. } => None,
-                })
-                .flatten()
-                .chain(self.open_parts().iter());
-            for part in listed {
+            for part in self.listed_parts() {
                 if part.id == id {
                     return found(&part.data);
                 }
