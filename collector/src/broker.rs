@@ -77,6 +77,24 @@ pub fn start(listen: SocketAddr) -> anyhow::Result<()> {
             }
         })
         .context("spawning the embedded MQTT broker")?;
+    // Return once it accepts connections, so that "ready" means clients
+    // (agents, subscribers) can connect.
+    let probe = if listen.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], listen.port()))
+    } else {
+        listen
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect_timeout(&probe, std::time::Duration::from_millis(200))
+        .is_err()
+    {
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "the embedded MQTT broker did not start listening on {listen} within 10 s"
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     tracing::info!(%listen, "embedded MQTT broker started");
     Ok(())
 }

@@ -184,7 +184,13 @@ fn clock_offset_on_the_agent_is_removed_by_clock_sync() {
         return;
     }
     let lib = libfaketime().expect("checked above");
-    let origin = RtspOrigin::start(&["ref-cam0", "fake-cam0"]).unwrap();
+    // LL-HLS: its figures are steady (classic HLS medians wander by
+    // hundreds of ms with the segment phase), so the comparison is sharp.
+    let origin = RtspOrigin::start_with(
+        &["ref-cam0", "fake-cam0"],
+        glasswatch_testkit::origin::OriginOptions::llhls_like_fixture(),
+    )
+    .unwrap();
     let (config, _) = CollectorProcess::embedded_broker_config();
     let collector = CollectorProcess::start(&config).unwrap();
     let mqtt = format!("url = \"{}\"", collector.mqtt_url());
@@ -240,10 +246,10 @@ fn clock_offset_on_the_agent_is_removed_by_clock_sync() {
     };
     let (f, r) = (p50(&fake), p50(&reference));
     assert!(
-        (f - r).abs() < 250.0,
+        (f - r).abs() < 100.0,
         "median glass-to-HLS {f} ms (faked clock) vs {r} ms (true clock)"
     );
-    assert!(f > 0.0 && f < 4_000.0, "{f}");
+    assert!(f > 0.0 && f < 500.0, "{f}");
 }
 
 #[test]
