@@ -48,6 +48,12 @@ impl Window {
 
     /// Closes the window that lasted `seconds` and starts the next one.
     pub fn summary(&mut self, seconds: f64) -> Summary {
+        self.close(seconds).0
+    }
+
+    /// Closes the window like [`Window::summary`], and hands back its frames
+    /// (for storage: per-frame rows and the window's histogram).
+    pub fn close(&mut self, seconds: f64) -> (Summary, Vec<FrameLatency>) {
         let frames = std::mem::take(&mut self.frames);
         let mut g2h: Vec<f64> = frames.iter().map(|f| f.glass_to_hls_ms).collect();
         g2h.sort_by(f64::total_cmp);
@@ -59,7 +65,7 @@ impl Window {
                 frames.iter().map(v).sum::<f64>() / n
             }
         };
-        Summary {
+        let summary = Summary {
             frames: frames.len() as u64,
             p50_ms: percentile(&g2h, 50.0),
             p95_ms: percentile(&g2h, 95.0),
@@ -70,7 +76,8 @@ impl Window {
             mean_publish_ms: mean(|f| f.publish_ms),
             mean_origin_delivery_ms: mean(|f| f.origin_delivery_ms),
             uncertainty_ms: frames.iter().map(|f| f.uncertainty_ms).fold(0.0, f64::max),
-        }
+        };
+        (summary, frames)
     }
 }
 
@@ -81,8 +88,10 @@ mod tests {
 
     fn frame(seq: u64, g2h: f64) -> FrameLatency {
         FrameLatency {
+            session: 1,
             seq,
             capture_us: seq as i64 * 33_333,
+            available_us: seq as i64 * 33_333 + (g2h * 1000.0) as i64,
             encode_ms: 4.0,
             publish_ms: 1.0,
             origin_delivery_ms: g2h - 5.0,

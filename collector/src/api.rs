@@ -3,46 +3,295 @@
 //!
 //! - `GET /api/v1/streams`: every stream known, with its last per-second summary.
 //! - `GET /api/v1/devices`: every device with its last status.
+//! - `GET /api/v1/streams/{device}/{stream}/series?from=&to=`: history from
+//!   storage, at a resolution chosen from the range.
+//! - `GET /api/v1/streams/{device}/{stream}/frames?from=&to=&format=csv|json`:
+//!   the stored frames of a range (the raw data behind a percentile).
+//! - `GET /api/v1/devices/{device}/events?from=&to=`: online, offline, restarts.
+//! - `GET /api/v1/fleet`: every stored stream with its latest second.
+//! - `GET /api/v1/storage`: storage's counters (queue, drops, failures).
 //! - `GET /healthz`: `ok` while the collector runs.
 //! - `GET /`: a plain status page (one row per stream, refreshed every
 //!   second) until the dashboard replaces it.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::{extract::State, response::Html, routing::get, Json, Router};
-use glasswatch_common::api::{DevicesResponse, StreamsResponse};
+use axum::{
+    extract::{Path, Query, State},
+    http::{header, StatusCode},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use glasswatch_common::api::{
+    DevicesResponse, EventsResponse, FramesResponse, Resolution, SeriesResponse, StorageStatus,
+    StreamsResponse,
+};
+use glasswatch_common::topics::valid_id;
+use serde::Deserialize;
 
 use crate::hub::Hub;
+use crate::store::{Storage, Store, StoreError};
 
 type Shared = Arc<Mutex<Hub>>;
 
-/// The API's routes over the shared hub.
-pub fn router(hub: Shared) -> Router {
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub hub: Shared,
+    pub storage: Storage,
+}
+
+/// The longest range one series or events answer covers (two years and a day).
+const MAX_RANGE_US: i64 = 731 * 86_400_000_000;
+/// The default range: the last 15 minutes.
+const DEFAULT_RANGE_US: i64 = 15 * 60_000_000;
+/// Most frames in one answer (ask again from the last one for more).
+pub const MAX_FRAMES: u32 = 100_000;
+/// Most events in one answer.
+const MAX_EVENTS: u32 = 10_000;
+
+/// The API's routes over the shared state.
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(status_page))
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/streams", get(streams))
         .route("/api/v1/devices", get(devices))
-        .with_state(hub)
+        .route("/api/v1/fleet", get(fleet))
+        .route("/api/v1/storage", get(storage_status))
+        .route("/api/v1/streams/{device}/{stream}/series", get(series))
+        .route("/api/v1/streams/{device}/{stream}/frames", get(frames))
+        .route("/api/v1/devices/{device}/events", get(events))
+        .with_state(state)
 }
 
 /// Serves the API on `listener` until the task is aborted.
-pub async fn serve(listener: tokio::net::TcpListener, hub: Shared) {
-    if let Err(e) = axum::serve(listener, router(hub)).await {
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) {
+    if let Err(e) = axum::serve(listener, router(state)).await {
         tracing::error!("HTTP API stopped: {e}");
     }
 }
 
-async fn streams(State(hub): State<Shared>) -> Json<StreamsResponse> {
-    let hub = hub.lock().unwrap_or_else(PoisonError::into_inner);
+/// An API error: a status and a message, as JSON `{"error": …}`.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::warn!("storage query failed: {e}");
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("storage is not available: {e}"),
+        )
+    }
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.into())
+}
+
+fn store(state: &AppState) -> Result<&Store, ApiError> {
+    state.storage.store().ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            "storage is off ([storage] kind = \"none\"): no history is kept".into(),
+        )
+    })
+}
+
+fn check_ids(ids: &[&str]) -> Result<(), ApiError> {
+    match ids.iter().find(|id| !valid_id(id)) {
+        Some(id) => Err(bad(format!(
+            "`{}` is not a device or stream id ([a-z0-9_-]{{1,64}})",
+            id.chars().take(80).collect::<String>()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `?from=&to=` (µs since the epoch; `to` defaults to now, `from` to 15
+/// minutes before `to`).
+#[derive(Debug, Deserialize)]
+pub struct RangeQuery {
+    from: Option<i64>,
+    to: Option<i64>,
+    limit: Option<u32>,
+    format: Option<String>,
+}
+
+impl RangeQuery {
+    fn range(&self) -> Result<(i64, i64), ApiError> {
+        let to = self.to.unwrap_or_else(|| crate::receiver::wall_us() + 1);
+        let from = self.from.unwrap_or(to.saturating_sub(DEFAULT_RANGE_US));
+        if from >= to {
+            return Err(bad("`from` must be before `to` (both µs since the epoch)"));
+        }
+        if to.saturating_sub(from) > MAX_RANGE_US {
+            return Err(bad("the range may cover at most 731 days"));
+        }
+        Ok((from, to))
+    }
+}
+
+fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|e| bad(format!("bad query: {}", e.body_text())))
+}
+
+async fn series(
+    State(state): State<AppState>,
+    Path((device, stream)): Path<(String, String)>,
+    q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<SeriesResponse>, ApiError> {
+    check_ids(&[&device, &stream])?;
+    let (from_us, to_us) = query(q)?.range()?;
+    let resolution = Resolution::for_range(to_us - from_us);
+    let points = store(&state)?
+        .series(resolution, &device, &stream, from_us, to_us)
+        .await?;
+    Ok(Json(SeriesResponse {
+        device,
+        stream,
+        from_us,
+        to_us,
+        resolution,
+        points,
+    }))
+}
+
+async fn frames(
+    State(state): State<AppState>,
+    Path((device, stream)): Path<(String, String)>,
+    q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    check_ids(&[&device, &stream])?;
+    let q = query(q)?;
+    let (from_us, to_us) = q.range()?;
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(bad(format!(
+                "format `{}` is not csv or json",
+                other.chars().take(16).collect::<String>()
+            )))
+        }
+    };
+    let limit = q.limit.unwrap_or(MAX_FRAMES).clamp(1, MAX_FRAMES);
+    let mut frames = store(&state)?
+        .frames(&device, &stream, from_us, to_us, limit + 1)
+        .await?;
+    let truncated = frames.len() > limit as usize;
+    frames.truncate(limit as usize);
+    if csv {
+        let mut out = String::from(
+            "session,seq,capture_us,available_us,glass_to_hls_ms,encode_ms,publish_ms,origin_delivery_ms,uncertainty_ms,matched_by_fingerprint\n",
+        );
+        for f in &frames {
+            out.push_str(&format!(
+                "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{}\n",
+                f.session,
+                f.seq,
+                f.capture_us,
+                f.available_us,
+                f.glass_to_hls_ms,
+                f.encode_ms,
+                f.publish_ms,
+                f.origin_delivery_ms,
+                f.uncertainty_ms,
+                f.matched_by_fingerprint
+            ));
+        }
+        let name = format!("attachment; filename=\"{device}-{stream}-{from_us}.csv\"");
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (header::CONTENT_DISPOSITION, name),
+                (
+                    header::HeaderName::from_static("x-glasswatch-truncated"),
+                    truncated.to_string(),
+                ),
+            ],
+            out,
+        )
+            .into_response());
+    }
+    Ok(Json(FramesResponse {
+        device,
+        stream,
+        from_us,
+        to_us,
+        truncated,
+        frames,
+    })
+    .into_response())
+}
+
+async fn events(
+    State(state): State<AppState>,
+    Path(device): Path<String>,
+    q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<EventsResponse>, ApiError> {
+    check_ids(&[&device])?;
+    let q = query(q)?;
+    let to = q.to.unwrap_or_else(|| crate::receiver::wall_us() + 1);
+    // Events default to the last 7 days.
+    let from = q.from.unwrap_or(to.saturating_sub(7 * 86_400_000_000));
+    let (from_us, to_us) = RangeQuery {
+        from: Some(from),
+        to: Some(to),
+        limit: None,
+        format: None,
+    }
+    .range()?;
+    let limit = q.limit.unwrap_or(1_000).clamp(1, MAX_EVENTS);
+    let events = store(&state)?
+        .events(&device, from_us, to_us, limit)
+        .await?;
+    Ok(Json(EventsResponse { device, events }))
+}
+
+/// `GET /api/v1/fleet`: every stored stream with its device's state and
+/// latest stored second.
+async fn fleet(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let entries = store(&state)?.fleet().await?;
+    let streams: Vec<serde_json::Value> = entries
+        .into_iter()
+        .map(|e| {
+            serde_json::json!({
+                "device": e.device,
+                "stream": e.stream,
+                "online": e.online,
+                "encoder": e.encoder,
+                "hardware": e.hardware,
+                "last": e.last,
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "streams": streams })))
+}
+
+async fn storage_status(State(state): State<AppState>) -> Json<StorageStatus> {
+    Json(state.storage.status())
+}
+
+async fn streams(State(state): State<AppState>) -> Json<StreamsResponse> {
+    let hub = state.hub.lock().unwrap_or_else(PoisonError::into_inner);
     Json(StreamsResponse {
         streams: hub.streams(),
         counters: hub.counters(),
     })
 }
 
-async fn devices(State(hub): State<Shared>) -> Json<DevicesResponse> {
-    let hub = hub.lock().unwrap_or_else(PoisonError::into_inner);
+async fn devices(State(state): State<AppState>) -> Json<DevicesResponse> {
+    let hub = state.hub.lock().unwrap_or_else(PoisonError::into_inner);
     Json(DevicesResponse {
         devices: hub.devices(),
     })
@@ -56,8 +305,8 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-async fn status_page(State(hub): State<Shared>) -> Html<String> {
-    let hub = hub.lock().unwrap_or_else(PoisonError::into_inner);
+async fn status_page(State(state): State<AppState>) -> Html<String> {
+    let hub = state.hub.lock().unwrap_or_else(PoisonError::into_inner);
     let ms = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.0}"));
     let mut rows = String::new();
     for s in hub.streams() {

@@ -32,9 +32,15 @@ pub struct Config {
     pub matching: Matching,
     #[serde(default)]
     pub output: Output,
+    #[serde(default)]
+    pub storage: Storage,
     /// Per-stream overrides of where to read HLS.
     #[serde(default, rename = "stream")]
     pub streams: Vec<toml::Spanned<StreamOverride>>,
+    /// The folder of the file this was read from (relative storage paths
+    /// start there); `None` for the built-in defaults.
+    #[serde(skip)]
+    pub dir: Option<PathBuf>,
 }
 
 /// The broker: an external one (`url`) or the embedded one (`listen`).
@@ -155,6 +161,143 @@ impl Default for Output {
     }
 }
 
+/// Which database history goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    Sqlite,
+    Postgres,
+    None,
+}
+
+/// History: where it is kept, for how long, and how much may wait while the
+/// database is away.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// Absent: PostgreSQL when `postgres_url` is set, else SQLite.
+    pub kind: Option<StorageKind>,
+    pub sqlite: PathBuf,
+    pub postgres_url: Option<String>,
+    pub postgres_password_file: Option<PathBuf>,
+    pub postgres_ca_file: Option<PathBuf>,
+    pub postgres_pool: Bounded<1, 32>,
+    pub frames: Age,
+    pub seconds: Age,
+    pub minutes: Age,
+    pub hours: Age,
+    pub events: Age,
+    pub viewer: Age,
+    pub queue_s: Bounded<5, 86_400>,
+    pub flush_timeout_s: Bounded<1, 600>,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        const DAY: u64 = 86_400;
+        Storage {
+            kind: None,
+            sqlite: PathBuf::from("glasswatch.db"),
+            postgres_url: None,
+            postgres_password_file: None,
+            postgres_ca_file: None,
+            postgres_pool: Bounded(4),
+            frames: Age(Some(3_600)),
+            seconds: Age(Some(7 * DAY)),
+            minutes: Age(Some(90 * DAY)),
+            hours: Age(Some(730 * DAY)),
+            events: Age(Some(365 * DAY)),
+            viewer: Age(Some(7 * DAY)),
+            queue_s: Bounded(300),
+            flush_timeout_s: Bounded(10),
+        }
+    }
+}
+
+impl Storage {
+    /// The backend in use.
+    pub fn kind(&self) -> StorageKind {
+        self.kind.unwrap_or(if self.postgres_url.is_some() {
+            StorageKind::Postgres
+        } else {
+            StorageKind::Sqlite
+        })
+    }
+
+    /// The SQLite file: a relative path is taken from `$STATE_DIRECTORY`
+    /// under systemd (`StateDirectory=`), else from the config file's
+    /// folder, else from the working directory.
+    pub fn sqlite_path(&self, config_dir: Option<&Path>) -> PathBuf {
+        if self.sqlite.is_absolute() {
+            return self.sqlite.clone();
+        }
+        let state = std::env::var_os("STATE_DIRECTORY")
+            .map(PathBuf::from)
+            // systemd may list several, separated by ':'; the first is ours.
+            .and_then(|p| {
+                p.to_str()
+                    .and_then(|s| s.split(':').next())
+                    .map(PathBuf::from)
+            })
+            .filter(|p| p.is_absolute());
+        match state.as_deref().or(config_dir) {
+            Some(dir) => dir.join(&self.sqlite),
+            None => self.sqlite.clone(),
+        }
+    }
+}
+
+/// How long a kind of row is kept: `"off"` (keep none), or a number with a
+/// unit: `s`, `m`, `h`, `d` or `y` (365 days), such as `"90d"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Age(pub Option<u64>);
+
+impl Age {
+    /// The age in microseconds; `None` when off.
+    pub fn us(self) -> Option<i64> {
+        self.0
+            .map(|s| i64::try_from(s.saturating_mul(1_000_000)).unwrap_or(i64::MAX))
+    }
+
+    pub fn parse(s: &str) -> Result<Age, String> {
+        let s = s.trim();
+        if s == "off" {
+            return Ok(Age(None));
+        }
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration such as \"1h\", \"7d\" or \"off\""))?;
+        let mult = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3_600,
+            "d" => 86_400,
+            "y" => 365 * 86_400,
+            _ => {
+                return Err(format!(
+                    "`{s}`: the unit must be s, m, h, d or y (such as \"90d\"), or the whole value \"off\""
+                ))
+            }
+        };
+        let secs = n.saturating_mul(mult);
+        if secs == 0 || secs > 100 * 365 * 86_400 {
+            return Err(format!(
+                "`{s}` must lie between 1s and 100y (or be \"off\")"
+            ));
+        }
+        Ok(Age(Some(secs)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Age {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Age::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Where to read one stream instead of the `hls_url` its agent advertises.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -167,7 +310,14 @@ pub struct StreamOverride {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        Config::parse(&glasswatch_common::config::read(path)?, path)
+        let mut config = Config::parse(&glasswatch_common::config::read(path)?, path)?;
+        config.dir = Some(
+            path.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_owned(),
+        );
+        Ok(config)
     }
 
     /// Parses and validates config text; `file` is only used in errors.
@@ -192,6 +342,8 @@ impl Config {
                 "mqtt.username",
                 "the embedded broker takes no login; set mqtt.url to use one".to_owned(),
             ))
+        } else if let Some(p) = self.storage_problem() {
+            Some(p)
         } else if self.hls.retry_min_ms.get() > self.hls.retry_max_ms.get() {
             Some((
                 "hls.retry_min_ms",
@@ -227,6 +379,45 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    fn storage_problem(&self) -> Option<(&'static str, String)> {
+        let st = &self.storage;
+        if st.kind() == StorageKind::Postgres {
+            match st.postgres_url.as_deref() {
+                None => {
+                    return Some((
+                        "storage.kind",
+                        "kind = \"postgres\" needs storage.postgres_url".to_owned(),
+                    ))
+                }
+                Some(url)
+                    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) =>
+                {
+                    return Some((
+                        "storage.postgres_url",
+                        "must start with postgres:// or postgresql://".to_owned(),
+                    ))
+                }
+                Some(url) => {
+                    if let Err(e) = url.parse::<tokio_postgres::Config>() {
+                        return Some(("storage.postgres_url", format!("not a valid URL: {e}")));
+                    }
+                }
+            }
+        }
+        if st.sqlite.as_os_str().is_empty() {
+            return Some(("storage.sqlite", "must name a file".to_owned()));
+        }
+        let ages = [st.seconds, st.minutes, st.hours];
+        if ages.iter().any(|a| a.0.is_none()) {
+            return Some((
+                "storage.seconds",
+                "seconds, minutes and hours cannot be \"off\": the roll-ups are made from them"
+                    .to_owned(),
+            ));
+        }
+        None
     }
 
     /// The override of where to read `device/stream`, if any.

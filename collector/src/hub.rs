@@ -18,7 +18,7 @@ use glasswatch_common::messages::{
 
 use crate::aggregate::Window;
 use crate::clock::{ClockEstimator, ClockOffset};
-use crate::matcher::{latency, MatchedBy, RecordStore};
+use crate::matcher::{latency, FrameLatency, MatchedBy, RecordStore};
 use crate::receiver::{Event, Reading, SeenFrame, StreamKey};
 
 /// The hub's tunables (from the config).
@@ -54,6 +54,15 @@ pub enum Action {
     StopReceiver { key: StreamKey },
 }
 
+/// One stream's closed window: the summary, its matched frames and the
+/// agent's last stats received during it.
+#[derive(Debug, Clone)]
+pub struct Closed {
+    pub latency: Latency,
+    pub frames: Vec<FrameLatency>,
+    pub stats: Option<Stats>,
+}
+
 /// A frame seen over HLS that waits for its record.
 #[derive(Debug, Clone, Copy)]
 struct Pending {
@@ -87,6 +96,8 @@ struct StreamState {
     /// before it were not looked for, so they do not count as dropped.
     first_seen: Option<(u64, u64)>,
     publisher_fps: Option<f64>,
+    /// The agent's last stats, taken by the next closed window.
+    stats: Option<Stats>,
     reading: Option<Reading>,
     /// The URL a receiver runs for, if one does.
     receiving: Option<String>,
@@ -115,6 +126,7 @@ impl StreamState {
             gaps: VecDeque::new(),
             first_seen: None,
             publisher_fps: None,
+            stats: None,
             reading: None,
             receiving: None,
             advertised: None,
@@ -192,6 +204,13 @@ impl Hub {
             .or_insert_with(|| StreamState::new(&s, now_us))
     }
 
+    /// What the hub knows of a device: online, and the time of its last status.
+    pub fn device_state(&self, device: &str) -> Option<(bool, i64)> {
+        self.devices
+            .get(device)
+            .map(|d| (d.online, d.status.as_ref().map_or(0, |s| s.ts_us)))
+    }
+
     /// A device's status (birth, goodbye or Last Will): starts and stops receivers.
     pub fn on_status(&mut self, status: Status, now_us: i64) -> Vec<Action> {
         let device_id = status.device.clone();
@@ -267,7 +286,9 @@ impl Hub {
     /// A publisher's stats.
     pub fn on_stats(&mut self, device: &str, stream: &str, stats: &Stats, now_us: i64) {
         let key = (device.to_owned(), stream.to_owned());
-        self.stream(&key, now_us).publisher_fps = Some(stats.publisher_fps);
+        let st = self.stream(&key, now_us);
+        st.publisher_fps = Some(stats.publisher_fps);
+        st.stats = Some(stats.clone());
     }
 
     /// A clock pong, received at `now_us`.
@@ -381,6 +402,12 @@ impl Hub {
     /// Closes every stream's window at `now_us` and returns the summaries
     /// of the streams being read.
     pub fn tick(&mut self, now_us: i64) -> Vec<Latency> {
+        self.close(now_us).into_iter().map(|c| c.latency).collect()
+    }
+
+    /// Like [`Hub::tick`], with each window's matched frames and the agent's
+    /// stats received during it, for storage.
+    pub fn close(&mut self, now_us: i64) -> Vec<Closed> {
         let wait = self.settings.wait_us;
         let keys: Vec<StreamKey> = self.streams.keys().cloned().collect();
         let mut out = Vec::new();
@@ -396,7 +423,7 @@ impl Hub {
                 continue;
             }
             let seconds = (now_us - st.window_start_us) as f64 / 1e6;
-            let s = st.window.summary(seconds);
+            let (s, frames) = st.window.close(seconds);
             let reader_uncertainty_us = st.reading.as_ref().map_or(0, |r| r.uncertainty_us);
             let some = |v: f64| (s.frames > 0).then_some(v);
             let latency = Latency {
@@ -454,7 +481,11 @@ impl Hub {
             st.playlist_requests = 0;
             st.media_requests = 0;
             st.last = Some(latency.clone());
-            out.push(latency);
+            out.push(Closed {
+                latency,
+                frames,
+                stats: st.stats.take(),
+            });
         }
         out
     }

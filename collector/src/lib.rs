@@ -8,6 +8,7 @@
 //! - `hub`: the registry and the rules tying them together (pure state).
 //! - `receiver`: one HLS reading task per stream.
 //! - `run`: the runtime (MQTT client, embedded `broker`, receivers, `api`).
+//! - `store`: history in SQLite or PostgreSQL, roll-ups and retention.
 
 pub mod aggregate;
 pub mod api;
@@ -19,3 +20,4 @@ pub mod hub;
 pub mod matcher;
 pub mod receiver;
 pub mod run;
+pub mod store;

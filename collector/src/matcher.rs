@@ -263,8 +263,12 @@ impl RecordStore {
 /// One frame's latency figures, in ms.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FrameLatency {
+    /// The record's session (as in [`Stored::session`]).
+    pub session: u64,
     pub seq: u64,
     pub capture_us: i64,
+    /// When the frame's part or segment was fully received (collector clock).
+    pub available_us: i64,
     /// encoded − capture (device clock).
     pub encode_ms: f64,
     /// sent − encoded (device clock).
@@ -294,8 +298,10 @@ pub fn latency(
     let ms = |us: i64| us as f64 / 1000.0;
     let to_collector = |t: i64| offset.map(|o| o.to_collector(t)).unwrap_or(t);
     FrameLatency {
+        session: r.session,
         seq: r.seq,
         capture_us: r.capture_us,
+        available_us,
         encode_ms: ms(r.encoded_us.saturating_sub(r.capture_us)),
         publish_ms: ms(r.sent_us.saturating_sub(r.encoded_us)),
         origin_delivery_ms: ms(available_us.saturating_sub(to_collector(r.sent_us))),

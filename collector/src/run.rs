@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::hub::{self, Action, Hub};
 use crate::receiver::{self, wall_us, Report, StreamKey};
+use crate::store::{rows, Batch, Storage};
 
 /// The one internal interface summaries leave the collector through: every
 /// per-stream, per-second [`Latency`] is broadcast to whoever subscribed
@@ -73,6 +74,7 @@ pub struct Ready {
     /// Where the HTTP API listens.
     pub http: SocketAddr,
     pub summaries: Summaries,
+    pub storage: Storage,
 }
 
 type Shared = Arc<Mutex<Hub>>;
@@ -141,6 +143,9 @@ pub async fn run(
     };
     let hub: Shared = Arc::new(Mutex::new(Hub::new(settings, overrides)));
 
+    let storage = Storage::open(&cfg.storage, cfg.dir.as_deref()).await?;
+    let storage_tasks = storage.spawn();
+
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
         .with_context(|| {
@@ -150,13 +155,20 @@ pub async fn run(
             )
         })?;
     let http = listener.local_addr().context("reading the HTTP address")?;
-    let api_task = tokio::spawn(crate::api::serve(listener, hub.clone()));
+    let api_task = tokio::spawn(crate::api::serve(
+        listener,
+        crate::api::AppState {
+            hub: hub.clone(),
+            storage: storage.clone(),
+        },
+    ));
 
     let summaries = Summaries::new();
     let ready = Ready {
         mqtt_url: broker_url.to_string(),
         http,
         summaries: summaries.clone(),
+        storage: storage.clone(),
     };
     tracing::info!(mqtt = ready.mqtt_url, %http, "collector running");
     on_ready(&ready);
@@ -187,6 +199,8 @@ pub async fn run(
         publish_latency: cfg.output.publish_latency,
         live: opts.live,
         publish_failures: 0,
+        storage: storage.clone(),
+        pending: Batch::default(),
     };
 
     let mut tick = tokio::time::interval_at(
@@ -241,9 +255,12 @@ pub async fn run(
     for (_, task) in receivers {
         task.abort();
     }
+    // What was received since the last tick (statuses, events) is kept too.
+    main.storage.push(std::mem::take(&mut main.pending));
     let _ = tokio::time::timeout(Duration::from_millis(500), main.client.disconnect()).await;
     mqtt_task.abort();
     api_task.abort();
+    storage.shutdown(storage_tasks).await;
     Ok(())
 }
 
@@ -254,6 +271,8 @@ enum Incoming {
     Publish {
         topic: String,
         payload: Vec<u8>,
+        /// A retained message (delivered on subscribing, not live).
+        retain: bool,
         at_us: i64,
     },
     Failed(String),
@@ -272,6 +291,7 @@ async fn drive(mut eventloop: EventLoop, tx: mpsc::Sender<Incoming>) {
             Ok(Event::Incoming(Packet::Publish(p))) => Incoming::Publish {
                 topic: p.topic,
                 payload: p.payload.to_vec(),
+                retain: p.retain,
                 at_us: wall_us(),
             },
             Ok(_) => continue,
@@ -310,6 +330,9 @@ struct MainLoop {
     publish_latency: bool,
     live: bool,
     publish_failures: u64,
+    storage: Storage,
+    /// What storage gets at the next tick besides the closed windows.
+    pending: Batch,
 }
 
 impl MainLoop {
@@ -337,8 +360,9 @@ impl MainLoop {
             Incoming::Publish {
                 topic,
                 payload,
+                retain,
                 at_us,
-            } => self.publish(&topic, &payload, at_us),
+            } => self.publish(&topic, &payload, retain, at_us),
         }
     }
 
@@ -350,14 +374,20 @@ impl MainLoop {
         }
     }
 
-    fn publish(&mut self, topic: &str, payload: &[u8], at_us: i64) -> Vec<Action> {
+    fn publish(&mut self, topic: &str, payload: &[u8], retain: bool, at_us: i64) -> Vec<Action> {
         let mut hub = lock(&self.hub);
         let Some(parsed) = self.topics.parse(topic) else {
             return Vec::new();
         };
         match parsed {
             Topic::Status { device } => match messages::decode::<Status>(payload) {
-                Ok(s) if s.device == device => return hub.on_status(s, at_us),
+                Ok(s) if s.device == device => {
+                    if self.storage.enabled() {
+                        let previous = hub.device_state(&device);
+                        rows::status_rows(&s, previous, retain, at_us, &mut self.pending);
+                    }
+                    return hub.on_status(s, at_us);
+                }
                 Ok(s) => self.malformed(
                     &mut hub,
                     topic,
@@ -403,13 +433,13 @@ impl MainLoop {
     }
 
     fn tick(&mut self) {
-        let summaries = lock(&self.hub).tick(wall_us());
-        for s in summaries {
+        let closed = lock(&self.hub).close(wall_us());
+        for s in closed.iter().map(|c| &c.latency) {
             if self.live {
                 println!("{}", live_line(&s));
             }
             if self.publish_latency {
-                match messages::encode(&s) {
+                match messages::encode(s) {
                     Ok(payload) => {
                         let topic = self.topics.latency(&s.device, &s.stream);
                         if let Err(e) =
@@ -428,8 +458,10 @@ impl MainLoop {
                     Err(e) => tracing::error!("cannot encode a summary: {e}"),
                 }
             }
-            self.summaries.send(s);
+            self.summaries.send(s.clone());
         }
+        self.storage
+            .push_closed(&closed, std::mem::take(&mut self.pending));
     }
 }
 
