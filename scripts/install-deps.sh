@@ -20,6 +20,10 @@ packages=(
   mosquitto mosquitto-clients openssl python3 python3-paho-mqtt python3-jsonschema
   # Clock offset injection for the collector's tests.
   faketime
+  # PostgreSQL 15 for the collector's database tests: the server binaries
+  # (initdb, postgres in /usr/lib/postgresql/15/bin; testkit runs them itself,
+  # never the packaged service) and psql/pg_isready.
+  postgresql-15 postgresql-client-15
   # Misc tools the scripts use.
   curl ca-certificates procps
 )

@@ -15,6 +15,8 @@
 //!   fMP4 or LL-HLS output, optionally without SEI; [`OriginOptions`]).
 //! - [`publisher`]: [`TestPattern`], a real `rtspclientsink` publisher.
 //! - [`mosquitto`]: [`mosquitto::Mosquitto`] (plain, password, TLS) and `mosquitto_sub` subscribers.
+//! - [`postgres`]: [`Postgres`], a throwaway PostgreSQL 15 server (as an
+//!   unprivileged user when run as root) that can be stopped and started again.
 //! - [`stamps`]: every access unit of a read-back stream with its stamp and fingerprint.
 //! - [`ffmpeg`]: [`ffmpeg_read_hls_h264`] and [`ffprobe_packet_count`].
 //! - [`agent`]: [`agent::AgentProcess`], the real agent binary with its frame records.
@@ -42,6 +44,7 @@ pub mod mosquitto;
 pub mod origin;
 pub mod peer;
 pub mod ports;
+pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod publisher;
@@ -53,6 +56,7 @@ pub use ffmpeg::{ffmpeg_read_hls_h264, ffprobe_packet_count};
 pub use origin::{HlsFormat, HlsPlaylist, HlsSegment, OriginOptions, RtspOrigin};
 pub use peer::{Peer, Ready};
 pub use ports::{free_port, wait_for_tcp};
+pub use postgres::{require_postgres, Postgres};
 pub use proxy::DelayProxy;
 pub use publisher::TestPattern;
 pub use require::{is_ci, require, require_gst_elements, require_origin_stack, require_program};
