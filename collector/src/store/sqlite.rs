@@ -545,11 +545,11 @@ pub fn write_batches(conn: &mut Connection, batches: &[Batch]) -> Result<(), Sto
         let mut frame = tx
             .prepare_cached(&lite(&frame_sql))
             .map_err(err("preparing frames"))?;
-        let viewer_sql =
-            sql::insert_ignore("viewer_seconds", sql::VIEWER_COLUMNS, sql::VIEWER_COUNT);
-        let mut viewer = tx
-            .prepare_cached(&lite(&viewer_sql))
-            .map_err(err("preparing viewer reports"))?;
+        let viewer_sql = lite(&sql::insert_ignore(
+            "viewer_seconds",
+            sql::VIEWER_COLUMNS,
+            sql::VIEWER_COUNT,
+        ));
         let mut earliest: Option<i64> = None;
         for b in batches {
             for d in &b.devices {
@@ -650,7 +650,9 @@ pub fn write_batches(conn: &mut Connection, batches: &[Batch]) -> Result<(), Sto
                     .map_err(err("writing a frame"))?;
             }
             for v in &b.viewers {
-                viewer
+                // Prepared only when needed (schema version 1 has no such table).
+                tx.prepare_cached(&viewer_sql)
+                    .map_err(err("preparing viewer reports"))?
                     .execute(params![
                         v.device,
                         v.stream,
