@@ -128,12 +128,16 @@ pub struct RangeQuery {
 
 impl RangeQuery {
     fn range(&self) -> Result<(i64, i64), ApiError> {
+        self.range_within(MAX_RANGE_US)
+    }
+
+    fn range_within(&self, max_range_us: i64) -> Result<(i64, i64), ApiError> {
         let to = self.to.unwrap_or_else(|| crate::receiver::wall_us() + 1);
         let from = self.from.unwrap_or(to.saturating_sub(DEFAULT_RANGE_US));
         if from >= to {
             return Err(bad("`from` must be before `to` (both µs since the epoch)"));
         }
-        if to.saturating_sub(from) > MAX_RANGE_US {
+        if to.saturating_sub(from) > max_range_us {
             return Err(bad("the range may cover at most 731 days"));
         }
         Ok((from, to))
@@ -173,7 +177,8 @@ async fn frames(
 ) -> Result<Response, ApiError> {
     check_ids(&[&device, &stream])?;
     let q = query(q)?;
-    let (from_us, to_us) = q.range()?;
+    // Any range: `limit` bounds the answer.
+    let (from_us, to_us) = q.range_within(i64::MAX)?;
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,

@@ -66,7 +66,7 @@ impl Default for Ages {
 }
 
 fn floor(t: i64, width: i64) -> i64 {
-    t.div_euclid(width) * width
+    t.div_euclid(width).saturating_mul(width)
 }
 
 /// Merges rows of one stream and window into one roll-up row.
@@ -151,8 +151,10 @@ pub async fn roll_up(store: &Store, now_us: i64) -> Result<u64, StoreError> {
     )
     .await?;
     // An hour is rolled up once all its minutes are.
-    let hour_limit = store.watermark(Table::Minutes).await?.unwrap_or(i64::MIN);
-    let hours_done = step(store, Table::Minutes, Table::Hours, HOUR_US, hour_limit).await?;
+    let hours_done = match store.watermark(Table::Minutes).await? {
+        Some(limit) => step(store, Table::Minutes, Table::Hours, HOUR_US, limit).await?,
+        None => 0,
+    };
     Ok(minutes_done + hours_done)
 }
 
