@@ -393,3 +393,48 @@ fn sqlite_locked_by_another_process_for_20s_loses_nothing() {
         conn
     });
 }
+
+#[test]
+fn sigterm_flushes_what_is_queued() {
+    if !require_mqtt_stack() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.db");
+    let mut chain = Chain::start("store5", &format!("sqlite = \"{}\"", db.display()));
+    chain.wait_for_frames(3, Duration::from_secs(60));
+    chain.wait_flushed(Duration::from_secs(10));
+    // Seconds pile up while another process holds the lock...
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    std::thread::sleep(Duration::from_secs(6));
+    let queued = chain.storage().queued_batches;
+    assert!(queued >= 4, "{queued} batches queued");
+    // ...then the lock goes, and the collector is stopped at once.
+    drop(conn);
+    let published = chain.mqtt();
+    let started = Instant::now();
+    let status = chain
+        .collector
+        .peer()
+        .terminate(Duration::from_secs(20))
+        .unwrap();
+    assert!(
+        status.success(),
+        "{status:?}\n{}",
+        chain.collector.log_tail()
+    );
+    // Bounded by storage.flush_timeout_s (10 s) plus the rest of shutdown.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let windows = sqlite_windows(&db, "store5");
+    check_contiguous(&windows, &published);
+    let last_published = published.last().unwrap().window_start_us;
+    assert!(
+        windows.last().unwrap().0 >= last_published,
+        "the last published second was flushed"
+    );
+}

@@ -177,7 +177,8 @@ pub struct StorageStatus {
     pub kind: String,
     /// The schema version of the database.
     pub schema_version: Option<i64>,
-    /// Seconds of data waiting to be written, and the most that may wait.
+    /// Seconds of data waiting to be written (including those being
+    /// written now), and the most that may wait.
     pub queued_batches: u64,
     pub queue_capacity: u64,
     /// Rows written since start.

@@ -215,7 +215,7 @@ impl Storage {
 
     /// Storage's counters for the API.
     pub fn status(&self) -> StorageStatus {
-        let queued = lock(&self.inner.queue).len() as u64;
+        let queued = self.pending() as u64;
         let mut st = lock(&self.inner.status).clone();
         st.queued_batches = queued;
         st
@@ -360,7 +360,15 @@ async fn writer(storage: Storage, store: Arc<Store>) {
             Err(e) => {
                 storage.failed(&e);
                 storage.put_back(batches);
-                tokio::time::sleep(backoff).await;
+                // On shutdown, try again at once: the flush has its own deadline.
+                if !storage.stopping() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed() => {}
+                    }
+                } else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
