@@ -103,6 +103,7 @@ echo
 echo "   RTSP:      rtsp://127.0.0.1:$RTSP_PORT/$STREAM_PATH"
 echo "   HLS:       http://127.0.0.1:$HLS_PORT/$STREAM_PATH/index.m3u8   (open with ffplay or VLC)"
 echo "   Dashboard: http://127.0.0.1:$HTTP_PORT/   (a status page for now; JSON: http://127.0.0.1:$HTTP_PORT/api/v1/streams)"
+echo "   History:   $RUN_DIR/glasswatch.db (SQLite; e.g. http://127.0.0.1:$HTTP_PORT/api/v1/streams/$DEVICE_ID/cam0/series)"
 echo "   MQTT:      mosquitto_sub -h 127.0.0.1 -p $MQTT_PORT -t 'glasswatch/v1/devices/#' -v"
 echo
 echo "Ctrl-C to stop. One line per stream and second (glass-to-HLS = capture to fully received over HLS):"

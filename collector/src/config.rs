@@ -460,6 +460,53 @@ mod tests {
     }
 
     #[test]
+    fn storage_defaults_ages_and_backend_choice() {
+        let c = parse("").unwrap();
+        assert_eq!(c.storage.kind(), StorageKind::Sqlite);
+        assert_eq!(c.storage.frames, Age(Some(3_600)));
+        assert_eq!(c.storage.hours, Age(Some(730 * 86_400)));
+        assert!(parse("[storage]\nbogus = 1\n").is_err());
+        let c = parse("[storage]\npostgres_url = \"postgres://u@127.0.0.1/db\"\nframes = \"off\"\n").unwrap();
+        assert_eq!(c.storage.kind(), StorageKind::Postgres);
+        assert_eq!(c.storage.frames.us(), None);
+        let c = parse("[storage]\nkind = \"none\"\npostgres_url = \"postgres://h/db\"\n").unwrap();
+        assert_eq!(c.storage.kind(), StorageKind::None);
+        assert_eq!(Age::parse("90d"), Ok(Age(Some(90 * 86_400))));
+        assert_eq!(Age::parse("15m"), Ok(Age(Some(900))));
+        for bad in ["", "d", "7", "7w", "-1d", "0s", "1000y", "1h30m"] {
+            assert!(Age::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn storage_errors_point_at_the_key() {
+        assert_eq!(err("[storage]\nkind = \"postgres\"\n").1, "storage.kind");
+        assert_eq!(err("[storage]\nkind = \"mysql\"\n").1, "storage.kind");
+        assert_eq!(
+            err("[storage]\npostgres_url = \"mysql://x\"\n").1,
+            "storage.postgres_url"
+        );
+        assert_eq!(err("[storage]\nframes = \"1 week\"\n").1, "storage.frames");
+        assert_eq!(err("[storage]\nminutes = \"off\"\n").1, "storage.seconds");
+        assert_eq!(err("[storage]\nqueue_s = 1\n").1, "storage.queue_s");
+    }
+
+    #[test]
+    fn sqlite_path_is_relative_to_state_directory_or_the_config_folder() {
+        let st = Storage::default();
+        let dir = Path::new("/etc/glasswatch");
+        let abs = Storage {
+            sqlite: PathBuf::from("/var/db/g.db"),
+            ..Storage::default()
+        };
+        assert_eq!(abs.sqlite_path(Some(dir)), Path::new("/var/db/g.db"));
+        if std::env::var_os("STATE_DIRECTORY").is_none() {
+            assert_eq!(st.sqlite_path(Some(dir)), dir.join("glasswatch.db"));
+            assert_eq!(st.sqlite_path(None), Path::new("glasswatch.db"));
+        }
+    }
+
+    #[test]
     fn issue_example_parses() {
         let c = parse(
             "[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\nlisten = \"127.0.0.1:1883\"\n[http]\nlisten = \"127.0.0.1:8080\"\n\

@@ -436,7 +436,7 @@ impl MainLoop {
         let closed = lock(&self.hub).close(wall_us());
         for s in closed.iter().map(|c| &c.latency) {
             if self.live {
-                println!("{}", live_line(&s));
+                println!("{}", live_line(s));
             }
             if self.publish_latency {
                 match messages::encode(s) {
