@@ -3,8 +3,8 @@
 //! The one home for real peers that tests start on 127.0.0.1 and stop by
 //! PID (STYLE.md item 11): the RTSP/HLS test origin, a `gst-launch-1.0`
 //! publisher, `ffmpeg`/`ffprobe` as independent readers, and the generic
-//! process guard that later peers (mosquitto, PostgreSQL, Chromium, an
-//! LL-HLS origin) build on.
+//! process guard the other peers (mosquitto, PostgreSQL, the LL-HLS
+//! origin, later Chromium) build on.
 //!
 //! - [`peer`]: [`Peer`], a spawned process with its output in a log file,
 //!   a readiness wait ([`Ready`]) and SIGKILL on drop.

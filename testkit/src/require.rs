@@ -146,7 +146,7 @@ fn program_install_hint(name: &str) -> String {
         "ffmpeg" | "ffprobe" => "ffmpeg",
         "gst-launch-1.0" | "gst-inspect-1.0" => "gstreamer1.0-tools",
         "mosquitto" | "mosquitto_sub" | "mosquitto_pub" => "mosquitto mosquitto-clients",
-        "postgres" | "initdb" | "pg_ctl" => "postgresql",
+        "postgres" | "initdb" | "pg_ctl" => "postgresql-15 postgresql-client-15",
         "chromium" | "chromium-browser" => "chromium",
         other => other,
     };
