@@ -18,7 +18,7 @@ use glasswatch_collector::store::rows::{
 use glasswatch_collector::store::sqlite::Sqlite;
 use glasswatch_collector::store::{migrate, Storage, Store, StoreError};
 use glasswatch_common::api::Resolution;
-use glasswatch_testkit::postgres::{require_postgres, Postgres as PgPeer};
+use glasswatch_testkit::postgres::{require_postgres, PgOptions, Postgres as PgPeer};
 
 /// 2027-01-15T00:00:00Z, a whole hour.
 const T0: i64 = 1_799_971_200_000_000;
@@ -618,4 +618,62 @@ fn postgres_migrations() {
         .unwrap();
     let e = rt.block_on(Postgres::open(&pg_settings(&url))).unwrap_err();
     assert!(matches!(e, StoreError::TooNew { found: 99, .. }), "{e}");
+}
+
+#[test]
+fn postgres_over_tls_with_a_password_file() {
+    if !require_postgres() {
+        return;
+    }
+    let pg = PgPeer::start_with(PgOptions {
+        tls: true,
+        password: Some("s3cret-pass".into()),
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("pg-password");
+    std::fs::write(&password, "s3cret-pass\nignored second line\n").unwrap();
+    let wrong_password = dir.path().join("bad");
+    std::fs::write(&wrong_password, "nope\n").unwrap();
+    let other = glasswatch_testkit::tls::make_test_ca(dir.path()).unwrap();
+    let url = format!("{}?sslmode=require", pg.url());
+    let ca = pg.ca_file().unwrap();
+    let settings = |ca_file, password_file| postgres::Settings {
+        url: &url,
+        password_file: Some(password_file),
+        ca_file: Some(ca_file),
+        pool: 2,
+    };
+    runtime().block_on(async {
+        let store = Store::Postgres(Postgres::open(&settings(ca, &password)).await.unwrap());
+        write(
+            &store,
+            Batch {
+                seconds: vec![second("tls", "cam0", T0, &[90.0])],
+                ..Batch::default()
+            },
+        )
+        .await;
+        assert_eq!(
+            store.latest("tls", "cam0").await.unwrap().unwrap().frames,
+            1
+        );
+        // The server saw our connections encrypted.
+        let encrypted = pg
+            .psql(
+                "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                 WHERE a.application_name = 'glasswatch-collector' AND s.ssl",
+            )
+            .unwrap();
+        assert_ne!(encrypted.trim(), "0");
+        store.close().await;
+        // A certificate from another CA is refused, and so is a wrong password.
+        let e = Postgres::open(&settings(&other.ca, &password))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("PostgreSQL"), "{e}");
+        assert!(Postgres::open(&settings(ca, &wrong_password))
+            .await
+            .is_err());
+    });
 }

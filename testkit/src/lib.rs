@@ -27,6 +27,7 @@
 //!   uses, imitating MediaMTX v1.16.2 (and 1.18 sessions).
 //! - [`proxy`]: [`DelayProxy`], a reverse proxy holding media responses back.
 //! - [`http`](mod@http): a minimal blocking HTTP GET for tests.
+//! - [`tls`]: a test CA and server certificate made with `openssl`.
 //!
 //! Every wait here has a timeout, and every error names the peer, its log and
 //! the log's tail. Nothing here binds anything but 127.0.0.1. This crate is
@@ -50,6 +51,7 @@ pub mod proxy;
 pub mod publisher;
 pub mod require;
 pub mod stamps;
+pub mod tls;
 
 pub use bins::{bin_path, try_bin_path};
 pub use ffmpeg::{ffmpeg_read_hls_h264, ffprobe_packet_count};

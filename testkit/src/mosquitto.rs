@@ -17,6 +17,7 @@ use anyhow::{bail, Context as _};
 use crate::peer::{Peer, Ready};
 use crate::ports::{free_port, loopback};
 use crate::process::run_with_timeout;
+use crate::tls::make_test_ca;
 
 /// How a broker is set up.
 #[derive(Debug, Clone, Default)]
@@ -153,81 +154,6 @@ impl Mosquitto {
     pub fn log_tail(&self) -> String {
         self.peer.as_ref().map(|p| p.log_tail()).unwrap_or_default()
     }
-}
-
-/// Files of a test TLS setup.
-struct TlsFiles {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-/// A CA and a server certificate for 127.0.0.1 and localhost, with `openssl`.
-fn make_test_ca(dir: &Path) -> anyhow::Result<TlsFiles> {
-    let p = |n: &str| dir.join(n);
-    let ossl = |args: &[&str]| -> anyhow::Result<()> {
-        let mut cmd = Command::new("openssl");
-        cmd.args(args).current_dir(dir);
-        run_with_timeout(&mut cmd, Duration::from_secs(30)).map(|_| ())
-    };
-    ossl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=glasswatch-test-ca",
-    ])?;
-    ossl(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ])?;
-    std::fs::write(
-        p("san.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .context("writing san.ext")?;
-    ossl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ])?;
-    Ok(TlsFiles {
-        ca: p("ca.pem"),
-        cert: p("server.pem"),
-        key: p("server.key"),
-    })
 }
 
 /// A `mosquitto_sub -v` subscriber; what it receives is read from its log.

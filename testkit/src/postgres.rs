@@ -87,8 +87,20 @@ pub struct Postgres {
     psql: PathBuf,
     /// The `(uid, gid)` the server runs as, when the tests run as root.
     owner: Option<(u32, u32)>,
+    opts: PgOptions,
+    /// The server's certificate and key and the CA, with [`PgOptions::tls`].
+    tls: Option<crate::tls::TlsFiles>,
     /// `data/` (the cluster) and `socket/` (the Unix socket).
     dir: tempfile::TempDir,
+}
+
+/// How a server is set up.
+#[derive(Debug, Clone, Default)]
+pub struct PgOptions {
+    /// Serve TLS too (`ssl=on`) with a fresh test CA ([`Postgres::ca_file`]).
+    pub tls: bool,
+    /// Require this password of `postgres` over TCP (SCRAM); `trust` otherwise.
+    pub password: Option<String>,
 }
 
 impl Postgres {
@@ -96,6 +108,11 @@ impl Postgres {
     /// 127.0.0.1, waits until it answers queries and creates the database
     /// [`DATABASE`].
     pub fn start() -> anyhow::Result<Postgres> {
+        Postgres::start_with(PgOptions::default())
+    }
+
+    /// Like [`Postgres::start`], set up as `opts` says.
+    pub fn start_with(opts: PgOptions) -> anyhow::Result<Postgres> {
         let bindir = find_bindir().map_err(|why| anyhow!("PostgreSQL: {why}; {INSTALL_HINT}"))?;
         let psql = find_psql(&bindir)
             .ok_or_else(|| anyhow!("PostgreSQL: psql not found; {INSTALL_HINT}"))?;
@@ -119,12 +136,29 @@ impl Postgres {
                     .with_context(|| format!("chmod 0700 {}", path.display()))?;
             }
         }
+        let tls = if opts.tls {
+            let files = crate::tls::make_test_ca(dir.path())?;
+            // The server reads its key only if its user owns it, mode 0600.
+            for f in [&files.cert, &files.key] {
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::fs::chown(f, Some(uid), Some(gid))
+                        .with_context(|| format!("handing {} to {TEST_USER}", f.display()))?;
+                }
+                fs::set_permissions(f, fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("chmod 0600 {}", f.display()))?;
+            }
+            Some(files)
+        } else {
+            None
+        };
         let mut pg = Postgres {
             peer: None,
             port: free_port(),
             bindir,
             psql,
             owner,
+            opts,
+            tls,
             dir,
         };
         pg.initdb()?;
@@ -179,9 +213,15 @@ impl Postgres {
         self.port
     }
 
-    /// `postgres://postgres@127.0.0.1:PORT/glasswatch` (no password: `trust`).
+    /// `postgres://postgres@127.0.0.1:PORT/glasswatch` (no password in it:
+    /// `trust`, or [`PgOptions::password`] given separately).
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{DATABASE}", self.port)
+    }
+
+    /// The CA that signed the server's certificate, with [`PgOptions::tls`].
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|t| t.ca.as_path())
     }
 
     /// Runs `sql` in the database [`DATABASE`] with `psql -At` (unaligned,
@@ -211,6 +251,10 @@ impl Postgres {
         .args(["-U", "postgres", "-d", db, "-c", sql])
         // Fail fast while the server is down; ignore the caller's settings.
         .env("PGCONNECT_TIMEOUT", "5")
+        .env(
+            "PGPASSWORD",
+            self.opts.password.as_deref().unwrap_or_default(),
+        )
         .env_remove("PGOPTIONS")
         .env_remove("PGSERVICE")
         .env_remove("PGSERVICEFILE");
@@ -264,10 +308,22 @@ impl Postgres {
 
     fn initdb(&self) -> anyhow::Result<()> {
         let mut cmd = Command::new(self.bindir.join("initdb"));
+        if let Some(password) = &self.opts.password {
+            let file = self.dir.path().join("pwfile");
+            fs::write(&file, format!("{password}\n"))
+                .with_context(|| format!("writing {}", file.display()))?;
+            if let Some((uid, gid)) = self.owner {
+                std::os::unix::fs::chown(&file, Some(uid), Some(gid))
+                    .with_context(|| format!("handing {} to {TEST_USER}", file.display()))?;
+            }
+            cmd.arg(format!("--pwfile={}", file.display()))
+                .args(["--auth-local=trust", "--auth-host=scram-sha-256"]);
+        } else {
+            cmd.arg("--auth=trust");
+        }
         cmd.arg("-D").arg(self.data_dir()).args([
             "-U",
             "postgres",
-            "--auth=trust",
             "-E",
             "UTF8",
             "--locale=C.UTF-8",
@@ -311,6 +367,12 @@ impl Postgres {
                     "-c",
                     "full_page_writes=off",
                 ]);
+            if let Some(tls) = &self.tls {
+                cmd.args(["-c", "ssl=on", "-c"])
+                    .arg(format!("ssl_cert_file={}", tls.cert.display()))
+                    .arg("-c")
+                    .arg(format!("ssl_key_file={}", tls.key.display()));
+            }
             self.as_owner(&mut cmd);
             let left = deadline.saturating_duration_since(Instant::now());
             match Peer::spawn("postgres", cmd, Ready::Tcp(addr), left) {
