@@ -466,7 +466,9 @@ mod tests {
         assert_eq!(c.storage.frames, Age(Some(3_600)));
         assert_eq!(c.storage.hours, Age(Some(730 * 86_400)));
         assert!(parse("[storage]\nbogus = 1\n").is_err());
-        let c = parse("[storage]\npostgres_url = \"postgres://u@127.0.0.1/db\"\nframes = \"off\"\n").unwrap();
+        let c =
+            parse("[storage]\npostgres_url = \"postgres://u@127.0.0.1/db\"\nframes = \"off\"\n")
+                .unwrap();
         assert_eq!(c.storage.kind(), StorageKind::Postgres);
         assert_eq!(c.storage.frames.us(), None);
         let c = parse("[storage]\nkind = \"none\"\npostgres_url = \"postgres://h/db\"\n").unwrap();
