@@ -34,7 +34,7 @@ wait_line() { for _ in $(seq 1 100); do grep -q "$2" "$1" 2>/dev/null && return;
 run_case() { # name rtsp_port hls_port
   local name=$1 rtsp=$2 http=$3 mq api collector agent
   mq=$(free_port); api=$(free_port)
-  printf '[mqtt]\nlisten = "127.0.0.1:%s"\n[http]\nlisten = "127.0.0.1:%s"\n' "$mq" "$api" \
+  printf '[mqtt]\nlisten = "127.0.0.1:%s"\n[http]\nlisten = "127.0.0.1:%s"\nauth = "none"\n' "$mq" "$api" \
     > "$work/$name-collector.toml"
   target/release/glasswatch-collector --config "$work/$name-collector.toml" \
     > "$work/$name-collector.out" 2> "$work/$name-collector.log" & collector=$!; pids+=("$collector")

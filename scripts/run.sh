@@ -63,11 +63,22 @@ else
   echo "== MQTT: the collector's embedded broker on 127.0.0.1:$MQTT_PORT"
   mqtt_table="listen = \"127.0.0.1:$MQTT_PORT\""
 fi
+# The dashboard asks for a login: one admin user, its password made once
+# and kept in $RUN_DIR/admin-password (readable by you only).
+if [ ! -s "$RUN_DIR/admin-password" ]; then
+  (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$RUN_DIR/admin-password")
+fi
+admin_hash=$(target/release/glasswatch-collector hash-password < "$RUN_DIR/admin-password")
 cat > "$RUN_DIR/collector.toml" <<TOML
 [mqtt]
 $mqtt_table
 [http]
 listen = "127.0.0.1:$HTTP_PORT"
+
+[[user]]
+name = "admin"
+role = "admin"
+password_hash = "$admin_hash"
 TOML
 echo "== collector: $RUN_DIR/collector.toml (log: $RUN_DIR/collector.log)"
 target/release/glasswatch-collector --config "$RUN_DIR/collector.toml" --live \
@@ -102,7 +113,8 @@ pids+=($!)
 echo
 echo "   RTSP:      rtsp://127.0.0.1:$RTSP_PORT/$STREAM_PATH"
 echo "   HLS:       http://127.0.0.1:$HLS_PORT/$STREAM_PATH/index.m3u8   (open with ffplay or VLC)"
-echo "   Dashboard: http://127.0.0.1:$HTTP_PORT/   (a status page for now; JSON: http://127.0.0.1:$HTTP_PORT/api/v1/streams)"
+echo "   Dashboard: http://127.0.0.1:$HTTP_PORT/   (log in as admin, password in $RUN_DIR/admin-password: $(cat "$RUN_DIR/admin-password"))"
+echo "   API:       http://127.0.0.1:$HTTP_PORT/api/v1/streams   (a token for scripts: target/release/glasswatch-collector -c $RUN_DIR/collector.toml token create NAME)"
 echo "   History:   $RUN_DIR/glasswatch.db (SQLite; e.g. http://127.0.0.1:$HTTP_PORT/api/v1/streams/$DEVICE_ID/cam0/series)"
 echo "   MQTT:      mosquitto_sub -h 127.0.0.1 -p $MQTT_PORT -t 'glasswatch/v1/devices/#' -v"
 echo

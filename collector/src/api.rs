@@ -13,14 +13,22 @@
 //! - `GET /healthz`: `ok` while the collector runs.
 //! - `GET /`: a plain status page (one row per stream, refreshed every
 //!   second) until the dashboard replaces it.
+//! - `GET|POST /login`, `POST /logout`, `GET /api/v1/whoami`, and the
+//!   admin's `GET|POST /api/v1/tokens`, `DELETE /api/v1/tokens/{name}`
+//!   (`login.rs`).
+//!
+//! Every route is added through [`Routes::add`] with the access it needs
+//! ([`Access`]), and [`routes`] returns the table of them, so a test can
+//! ask every route anonymously and no route can be added without saying
+//! who may use it.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::{
     extract::{Path, Query, State},
-    http::{header, StatusCode},
+    http::{header, Method, StatusCode},
     response::{Html, IntoResponse, Response},
-    routing::get,
+    routing::{delete, get, post, MethodRouter},
     Json, Router,
 };
 use glasswatch_common::api::{
@@ -30,7 +38,10 @@ use glasswatch_common::api::{
 use glasswatch_common::topics::valid_id;
 use serde::Deserialize;
 
+use crate::auth::Auth;
 use crate::hub::Hub;
+use crate::login;
+pub use crate::login::Access;
 use crate::store::{Storage, Store, StoreError};
 
 type Shared = Arc<Mutex<Hub>>;
@@ -40,6 +51,7 @@ type Shared = Arc<Mutex<Hub>>;
 pub struct AppState {
     pub hub: Shared,
     pub storage: Storage,
+    pub auth: Arc<Auth>,
 }
 
 /// The longest range one series or events answer covers (two years and a day).
@@ -51,31 +63,120 @@ pub const MAX_FRAMES: u32 = 100_000;
 /// Most events in one answer.
 const MAX_EVENTS: u32 = 10_000;
 
-/// The API's routes over the shared state.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(status_page))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/api/v1/streams", get(streams))
-        .route("/api/v1/devices", get(devices))
-        .route("/api/v1/fleet", get(fleet))
-        .route("/api/v1/storage", get(storage_status))
-        .route("/api/v1/streams/{device}/{stream}/series", get(series))
-        .route("/api/v1/streams/{device}/{stream}/frames", get(frames))
-        .route("/api/v1/devices/{device}/events", get(events))
-        .with_state(state)
+/// One route: its method, path pattern and who may use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
 }
 
-/// Serves the API on `listener` until the task is aborted.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState) {
-    if let Err(e) = axum::serve(listener, router(state)).await {
-        tracing::error!("HTTP API stopped: {e}");
+/// The router being built, and the table of what it serves.
+pub struct Routes {
+    router: Router<AppState>,
+    table: Vec<RouteInfo>,
+    state: AppState,
+}
+
+impl Routes {
+    /// Adds `handler` for `method` on `path`, behind the guard unless `access`
+    /// is [`Access::Open`].
+    pub fn add(
+        mut self,
+        method: Method,
+        path: &'static str,
+        handler: MethodRouter<AppState>,
+        access: Access,
+    ) -> Self {
+        let handler = match access {
+            Access::Open => handler,
+            _ => handler.route_layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                move |st, req, next| login::guard(st, access, req, next),
+            )),
+        };
+        self.router = self.router.route(path, handler);
+        self.table.push(RouteInfo {
+            method,
+            path,
+            access,
+        });
+        self
     }
+}
+
+/// Every route and the table of them.
+pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
+    use Access::{Admin, Open, Viewer};
+    let r = Routes {
+        router: Router::new(),
+        table: Vec::new(),
+        state: state.clone(),
+    }
+    .add(Method::GET, "/healthz", get(|| async { "ok" }), Open)
+    .add(Method::GET, "/login", get(login::login_page), Open)
+    .add(Method::POST, "/login", post(login::login), Open)
+    // Checks its session and CSRF token itself (a plain form post).
+    .add(Method::POST, "/logout", post(login::logout), Open)
+    .add(Method::GET, "/", get(status_page), Viewer)
+    .add(Method::GET, "/api/v1/whoami", get(login::whoami), Viewer)
+    .add(Method::GET, "/api/v1/streams", get(streams), Viewer)
+    .add(Method::GET, "/api/v1/devices", get(devices), Viewer)
+    .add(Method::GET, "/api/v1/fleet", get(fleet), Viewer)
+    .add(Method::GET, "/api/v1/storage", get(storage_status), Viewer)
+    .add(
+        Method::GET,
+        "/api/v1/streams/{device}/{stream}/series",
+        get(series),
+        Viewer,
+    )
+    .add(
+        Method::GET,
+        "/api/v1/streams/{device}/{stream}/frames",
+        get(frames),
+        Viewer,
+    )
+    .add(
+        Method::GET,
+        "/api/v1/devices/{device}/events",
+        get(events),
+        Viewer,
+    )
+    .add(
+        Method::GET,
+        "/api/v1/tokens",
+        get(login::list_tokens),
+        Admin,
+    )
+    .add(
+        Method::POST,
+        "/api/v1/tokens",
+        post(login::create_token),
+        Admin,
+    )
+    .add(
+        Method::DELETE,
+        "/api/v1/tokens/{name}",
+        delete(login::revoke_token),
+        Admin,
+    );
+    (r.router.with_state(state), r.table)
+}
+
+/// The API's routes over the shared state.
+pub fn router(state: AppState) -> Router {
+    routes(state).0
 }
 
 /// An API error: a status and a message, as JSON `{"error": …}`.
 #[derive(Debug)]
 pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError(status, message.into())
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -93,7 +194,7 @@ impl From<StoreError> for ApiError {
     }
 }
 
-fn bad(message: impl Into<String>) -> ApiError {
+pub fn bad(message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message.into())
 }
 

@@ -34,6 +34,9 @@ pub struct Config {
     pub output: Output,
     #[serde(default)]
     pub storage: Storage,
+    /// People who may log in.
+    #[serde(default, rename = "user")]
+    pub users: Vec<toml::Spanned<UserEntry>>,
     /// Per-stream overrides of where to read HLS.
     #[serde(default, rename = "stream")]
     pub streams: Vec<toml::Spanned<StreamOverride>>,
@@ -74,19 +77,53 @@ impl Default for Mqtt {
     }
 }
 
-/// The HTTP API.
+/// Whether people must log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    Login,
+    None,
+}
+
+/// The HTTP side (API, dashboard): address, login, TLS.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Http {
     pub listen: SocketAddr,
+    pub auth: AuthMode,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub session_hours: Bounded<1, 720>,
+    pub tokens_file: PathBuf,
+    pub login_max_failures: Bounded<1, 1000>,
+    pub login_window_s: Bounded<1, 86_400>,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for Http {
     fn default() -> Self {
         Http {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            auth: AuthMode::Login,
+            tls_cert: None,
+            tls_key: None,
+            session_hours: Bounded(12),
+            tokens_file: PathBuf::from("tokens.json"),
+            login_max_failures: Bounded(5),
+            login_window_s: Bounded(300),
+            trusted_proxies: Vec::new(),
         }
     }
+}
+
+/// A person who may log in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserEntry {
+    pub name: String,
+    pub role: crate::auth::Role,
+    /// argon2id PHC string (`glasswatch-collector hash-password`).
+    pub password_hash: String,
 }
 
 /// How streams are read over HLS.
@@ -228,22 +265,29 @@ impl Storage {
     /// under systemd (`StateDirectory=`), else from the config file's
     /// folder, else from the working directory.
     pub fn sqlite_path(&self, config_dir: Option<&Path>) -> PathBuf {
-        if self.sqlite.is_absolute() {
-            return self.sqlite.clone();
-        }
-        let state = std::env::var_os("STATE_DIRECTORY")
-            .map(PathBuf::from)
-            // systemd may list several, separated by ':'; the first is ours.
-            .and_then(|p| {
-                p.to_str()
-                    .and_then(|s| s.split(':').next())
-                    .map(PathBuf::from)
-            })
-            .filter(|p| p.is_absolute());
-        match state.as_deref().or(config_dir) {
-            Some(dir) => dir.join(&self.sqlite),
-            None => self.sqlite.clone(),
-        }
+        state_path(&self.sqlite, config_dir)
+    }
+}
+
+/// A file the collector keeps: an absolute path as it is; a relative one
+/// from `$STATE_DIRECTORY` under systemd (`StateDirectory=`), else from the
+/// config file's folder, else from the working directory.
+pub fn state_path(file: &Path, config_dir: Option<&Path>) -> PathBuf {
+    if file.is_absolute() {
+        return file.to_owned();
+    }
+    let state = std::env::var_os("STATE_DIRECTORY")
+        .map(PathBuf::from)
+        // systemd may list several, separated by ':'; the first is ours.
+        .and_then(|p| {
+            p.to_str()
+                .and_then(|s| s.split(':').next())
+                .map(PathBuf::from)
+        })
+        .filter(|p| p.is_absolute());
+    match state.as_deref().or(config_dir) {
+        Some(dir) => dir.join(file),
+        None => file.to_owned(),
     }
 }
 
@@ -344,6 +388,8 @@ impl Config {
             ))
         } else if let Some(p) = self.storage_problem() {
             Some(p)
+        } else if let Some(p) = self.http_problem() {
+            Some(p)
         } else if self.hls.retry_min_ms.get() > self.hls.retry_max_ms.get() {
             Some((
                 "hls.retry_min_ms",
@@ -354,6 +400,38 @@ impl Config {
         };
         if let Some((key, message)) = problem {
             return Err(invalid_key(text, file, key, message));
+        }
+        let mut names = HashSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            let e = u.get_ref();
+            let key = format!("user[{i}]");
+            let problem = if e.name.is_empty()
+                || e.name.len() > 64
+                || !e
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+            {
+                Some((
+                    "name",
+                    format!("user name `{}` must be 1 to 64 of [A-Za-z0-9._-@]", e.name),
+                ))
+            } else if !names.insert(e.name.as_str()) {
+                Some(("name", format!("user `{}` is listed twice", e.name)))
+            } else {
+                crate::auth::check_hash(&e.password_hash)
+                    .err()
+                    .map(|m| ("password_hash", m))
+            };
+            if let Some((field, message)) = problem {
+                return Err(invalid_at(
+                    text,
+                    file,
+                    u.span().start,
+                    &format!("{key}.{field}"),
+                    message,
+                ));
+            }
         }
         let mut seen = HashSet::new();
         for (i, s) in self.streams.iter().enumerate() {
@@ -379,6 +457,28 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    fn http_problem(&self) -> Option<(&'static str, String)> {
+        let h = &self.http;
+        if h.auth == AuthMode::None && !h.listen.ip().is_loopback() {
+            return Some((
+                "http.auth",
+                format!(
+                    "auth = \"none\" lets anyone in, so the collector listens only on loopback \
+                     then; {} is not (set http.listen = \"127.0.0.1:{}\", or log in)",
+                    h.listen,
+                    h.listen.port()
+                ),
+            ));
+        }
+        if h.tls_cert.is_some() != h.tls_key.is_some() {
+            return Some((
+                "http.tls_cert",
+                "tls_cert and tls_key go together".to_owned(),
+            ));
+        }
+        None
     }
 
     fn storage_problem(&self) -> Option<(&'static str, String)> {
@@ -491,6 +591,46 @@ mod tests {
         assert_eq!(err("[storage]\nframes = \"1 week\"\n").1, "storage.frames");
         assert_eq!(err("[storage]\nminutes = \"off\"\n").1, "storage.seconds");
         assert_eq!(err("[storage]\nqueue_s = 1\n").1, "storage.queue_s");
+    }
+
+    #[test]
+    fn login_off_only_on_loopback_and_users_are_checked() {
+        assert_eq!(
+            err("[http]\nlisten = \"0.0.0.0:8080\"\nauth = \"none\"\n").1,
+            "http.auth"
+        );
+        assert_eq!(
+            err("[http]\nlisten = \"10.8.0.1:8080\"\nauth = \"none\"\n").1,
+            "http.auth"
+        );
+        parse("[http]\nlisten = \"127.0.0.1:8080\"\nauth = \"none\"\n").unwrap();
+        parse("[http]\nlisten = \"[::1]:8080\"\nauth = \"none\"\n").unwrap();
+        // Login on any address is fine.
+        let c = parse("[http]\nlisten = \"0.0.0.0:8080\"\n").unwrap();
+        assert_eq!(c.http.auth, AuthMode::Login);
+        assert_eq!(err("[http]\ntls_cert = \"/x.pem\"\n").1, "http.tls_cert");
+        let hash = crate::auth::hash_password("pw").unwrap();
+        let c = parse(&format!(
+            "[[user]]\nname = \"ann\"\nrole = \"admin\"\npassword_hash = \"{hash}\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.users.len(), 1);
+        let (line, key, _) = err(&format!(
+            "[[user]]\nname = \"ann\"\nrole = \"admin\"\npassword_hash = \"{hash}\"\n\
+             [[user]]\nname = \"ann\"\nrole = \"viewer\"\npassword_hash = \"{hash}\"\n"
+        ));
+        assert_eq!((line, key.as_str()), (5, "user[1].name"));
+        assert_eq!(
+            err("[[user]]\nname = \"bob\"\nrole = \"viewer\"\npassword_hash = \"hunter2\"\n").1,
+            "user[0].password_hash"
+        );
+        assert_eq!(
+            err(&format!(
+                "[[user]]\nname = \"bob\"\nrole = \"root\"\npassword_hash = \"{hash}\"\n"
+            ))
+            .1,
+            "user[0].role"
+        );
     }
 
     #[test]

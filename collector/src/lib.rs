@@ -8,16 +8,20 @@
 //! - `hub`: the registry and the rules tying them together (pure state).
 //! - `receiver`: one HLS reading task per stream.
 //! - `run`: the runtime (MQTT client, embedded `broker`, receivers, `api`).
+//! - `auth`: login for people, tokens for machines.
 //! - `store`: history in SQLite or PostgreSQL, roll-ups and retention.
 
 pub mod aggregate;
 pub mod api;
+pub mod auth;
 pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod hls;
 pub mod hub;
+pub mod login;
 pub mod matcher;
 pub mod receiver;
 pub mod run;
 pub mod store;
+pub mod web;

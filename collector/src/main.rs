@@ -25,6 +25,109 @@ struct Cli {
     /// Print one line per stream and second on stdout.
     #[arg(long)]
     live: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Read a password from standard input (its first line) and print its
+    /// argon2id hash, for a [[user]] table's password_hash.
+    HashPassword,
+    /// Manage API bearer tokens (stored hashed in [http] tokens_file).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum TokenAction {
+    /// Make a token and print it (shown once; only its hash is kept).
+    Create {
+        /// A name for it, [a-z0-9_-]{1,64} (e.g. "prometheus").
+        name: String,
+        /// viewer (read) or admin.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+    },
+    /// Revoke a token by name; the running collector stops accepting it
+    /// within a second.
+    Revoke { name: String },
+    /// List the tokens' names and roles.
+    List,
+}
+
+/// Runs a subcommand; the exit code.
+fn command(cmd: Command, cfg: &Config) -> ExitCode {
+    use glasswatch_collector::auth;
+    match cmd {
+        Command::HashPassword => {
+            let mut line = String::new();
+            if let Err(e) = std::io::stdin().read_line(&mut line) {
+                eprintln!("glasswatch-collector: cannot read the password: {e}");
+                return ExitCode::from(2);
+            }
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                eprintln!("glasswatch-collector: an empty password is not a password");
+                return ExitCode::from(2);
+            }
+            match auth::hash_password(password) {
+                Ok(h) => {
+                    println!("{h}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("glasswatch-collector: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Token { action } => {
+            let path = config::state_path(&cfg.http.tokens_file, cfg.dir.as_deref());
+            let result = match action {
+                TokenAction::Create { name, role } => {
+                    let role = match role.as_str() {
+                        "viewer" => auth::Role::Viewer,
+                        "admin" => auth::Role::Admin,
+                        other => {
+                            eprintln!(
+                                "glasswatch-collector: role `{other}` is not viewer or admin"
+                            );
+                            return ExitCode::from(2);
+                        }
+                    };
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_micros() as i64)
+                        .unwrap_or_default();
+                    auth::create_token(&path, &name, role, now).map(|t| println!("{t}"))
+                }
+                TokenAction::Revoke { name } => {
+                    auth::revoke_token(&path, &name).and_then(|found| {
+                        if found {
+                            Ok(())
+                        } else {
+                            Err(format!("no token named `{name}` in {}", path.display()))
+                        }
+                    })
+                }
+                TokenAction::List => auth::read_tokens(&path).map(|list| {
+                    for t in list {
+                        println!("{}\t{}", t.name, t.role.as_str());
+                    }
+                }),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("glasswatch-collector: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -55,6 +158,9 @@ fn main() -> ExitCode {
     if cli.check_config {
         println!("configuration is valid");
         return ExitCode::SUCCESS;
+    }
+    if let Some(cmd) = cli.command {
+        return command(cmd, &cfg);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -146,22 +146,33 @@ pub async fn run(
     let storage = Storage::open(&cfg.storage, cfg.dir.as_deref()).await?;
     let storage_tasks = storage.spawn();
 
-    let listener = tokio::net::TcpListener::bind(cfg.http.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "the HTTP API cannot listen on {} (set http.listen)",
-                cfg.http.listen
-            )
-        })?;
+    let tls = match (&cfg.http.tls_cert, &cfg.http.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::web::tls_config(cert, key)?),
+        _ => None,
+    };
+    let auth = Arc::new(crate::web::auth(&cfg));
+    if auth.enabled() && cfg.users.is_empty() && auth.tokens().is_empty() {
+        tracing::warn!(
+            "no [[user]] in the config and no API token: nobody can log in \
+             (add one with `glasswatch-collector hash-password`)"
+        );
+    }
+    let listener = std::net::TcpListener::bind(cfg.http.listen).with_context(|| {
+        format!(
+            "the HTTP API cannot listen on {} (set http.listen)",
+            cfg.http.listen
+        )
+    })?;
+    listener
+        .set_nonblocking(true)
+        .context("setting the HTTP listener non-blocking")?;
     let http = listener.local_addr().context("reading the HTTP address")?;
-    let api_task = tokio::spawn(crate::api::serve(
-        listener,
-        crate::api::AppState {
-            hub: hub.clone(),
-            storage: storage.clone(),
-        },
-    ));
+    let app = crate::api::router(crate::api::AppState {
+        hub: hub.clone(),
+        storage: storage.clone(),
+        auth,
+    });
+    let api_task = tokio::spawn(crate::web::serve(listener, app, tls));
 
     let summaries = Summaries::new();
     let ready = Ready {

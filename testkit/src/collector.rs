@@ -26,7 +26,7 @@ pub struct CollectorProcess {
 
 impl CollectorProcess {
     /// Starts the collector on `config` (TOML). `[http] listen` is added on
-    /// a free port unless the config has an `[http]` table; with no
+    /// a free port, with `auth = "none"`, unless the config has an `[http]` table; with no
     /// `[mqtt] url` the embedded broker runs where `[mqtt] listen` says
     /// (see [`CollectorProcess::embedded_broker_config`]).
     pub fn start(config: &str) -> anyhow::Result<CollectorProcess> {
@@ -39,7 +39,11 @@ impl CollectorProcess {
         let mut http_port = 0;
         if !config.contains("[http]") {
             http_port = free_port();
-            text.push_str(&format!("\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n"));
+            // Tests read the API anonymously on loopback unless they set
+            // up [http] (and login) themselves.
+            text.push_str(&format!(
+                "\n[http]\nlisten = \"127.0.0.1:{http_port}\"\nauth = \"none\"\n"
+            ));
         }
         let path = dir.path().join("collector.toml");
         std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
