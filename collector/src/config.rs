@@ -130,6 +130,8 @@ pub struct UserEntry {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Hls {
+    /// Origins the collector may read (`None`: loopback and private networks).
+    pub allow: Option<Vec<String>>,
     pub reload_ms: Bounded<10, 10_000>,
     pub request_timeout_ms: Bounded<100, 120_000>,
     pub retry_min_ms: Bounded<10, 60_000>,
@@ -139,6 +141,7 @@ pub struct Hls {
 impl Default for Hls {
     fn default() -> Self {
         Hls {
+            allow: None,
             reload_ms: Bounded(100),
             request_timeout_ms: Bounded(10_000),
             retry_min_ms: Bounded(250),
@@ -401,6 +404,9 @@ impl Config {
         if let Some((key, message)) = problem {
             return Err(invalid_key(text, file, key, message));
         }
+        let allow = self
+            .allow_list()
+            .map_err(|m| invalid_key(text, file, "hls.allow", m))?;
         let mut names = HashSet::new();
         for (i, u) in self.users.iter().enumerate() {
             let e = u.get_ref();
@@ -453,6 +459,15 @@ impl Config {
                     s.span().start,
                     &format!("{key}.hls_url"),
                     format!("`{}` must start with http:// or https://", o.hls_url),
+                ));
+            }
+            if let Err(e) = allow.check(&o.hls_url) {
+                return Err(invalid_at(
+                    text,
+                    file,
+                    s.span().start,
+                    &format!("{key}.hls_url"),
+                    format!("{e}; add its origin to [hls] allow"),
                 ));
             }
         }
@@ -518,6 +533,15 @@ impl Config {
             ));
         }
         None
+    }
+
+    /// The origins the collector may read, with its own listeners.
+    pub fn allow_list(&self) -> Result<crate::allow::AllowList, String> {
+        let mut own = vec![self.http.listen];
+        if self.mqtt.url.is_none() {
+            own.push(self.mqtt.listen);
+        }
+        crate::allow::AllowList::new(self.hls.allow.as_deref(), own)
     }
 
     /// The override of where to read `device/stream`, if any.
@@ -673,7 +697,7 @@ mod tests {
         assert_eq!((line, key.as_str()), (2, "mqtt.username"));
         let (_, key, _) = err("[[stream]]\ndevice = \"a\"\nid = \"b\"\nhls_url = \"rtsp://x\"\n");
         assert_eq!(key, "stream[0].hls_url");
-        let dup = "[[stream]]\ndevice = \"a\"\nid = \"b\"\nhls_url = \"http://x\"\n";
+        let dup = "[[stream]]\ndevice = \"a\"\nid = \"b\"\nhls_url = \"http://10.0.0.1/x\"\n";
         let (line, key, _) = err(&format!("{dup}{dup}"));
         assert_eq!((line, key.as_str()), (5, "stream[1]"));
         assert_eq!(err("[hls]\nretry_min_ms = 9000\n").1, "hls.retry_min_ms");

@@ -159,6 +159,8 @@ pub struct Hub {
     outstanding: HashMap<u64, (String, i64)>,
     next_nonce: u64,
     counters: Counters,
+    /// Which advertised URLs may be read (`None`: any, for tests of the rules).
+    allow: Option<std::sync::Arc<crate::allow::AllowList>>,
 }
 
 impl Hub {
@@ -172,7 +174,14 @@ impl Hub {
             outstanding: HashMap::new(),
             next_nonce: nonce_seed(),
             counters: Counters::default(),
+            allow: None,
         }
+    }
+
+    /// Reads only advertised URLs that `allow` permits (overrides from the
+    /// config were checked when it was loaded).
+    pub fn set_allow(&mut self, allow: std::sync::Arc<crate::allow::AllowList>) {
+        self.allow = Some(allow);
     }
 
     pub fn counters(&self) -> Counters {
@@ -235,14 +244,32 @@ impl Hub {
         let mut actions = Vec::new();
         for (stream_id, advertised) in &listed {
             let key = (device_id.clone(), stream_id.clone());
-            let url = self
-                .overrides
-                .get(&key)
-                .cloned()
-                .unwrap_or_else(|| advertised.clone());
+            let url = match self.overrides.get(&key) {
+                Some(o) => o.clone(),
+                None => match self.allow.as_ref().map(|a| a.check(advertised)) {
+                    Some(Err(e)) if !advertised.is_empty() => {
+                        self.counters.refused_hls_urls += 1;
+                        let n = self.counters.refused_hls_urls;
+                        if n <= 10 || n.is_power_of_two() {
+                            tracing::warn!(
+                                device = device_id,
+                                stream = stream_id,
+                                "advertised hls_url refused ({n} so far): {e}"
+                            );
+                        }
+                        String::new()
+                    }
+                    _ => advertised.clone(),
+                },
+            };
             let st = self.stream(&key, now_us);
             st.advertised = Some(url.clone());
             if url.is_empty() {
+                // Nothing (or nothing permitted) to read.
+                if st.receiving.take().is_some() {
+                    st.reading = None;
+                    actions.push(Action::StopReceiver { key: key.clone() });
+                }
                 continue;
             }
             if st.receiving.as_deref() != Some(url.as_str()) {
@@ -622,6 +649,41 @@ mod tests {
             })
             .collect();
         s
+    }
+
+    #[test]
+    fn advertised_urls_outside_the_allow_list_are_refused_and_counted() {
+        let mut hub = Hub::new(Settings::default(), HashMap::new());
+        let allow = crate::allow::AllowList::new(None, vec![]).unwrap();
+        hub.set_allow(std::sync::Arc::new(allow));
+        let a = hub.on_status(
+            status(
+                "d",
+                true,
+                &[
+                    ("ok", "http://10.0.0.5:8888/x/index.m3u8"),
+                    ("meta", "http://169.254.169.254/latest/"),
+                ],
+            ),
+            1,
+        );
+        assert_eq!(
+            a,
+            vec![Action::StartReceiver {
+                key: ("d".into(), "ok".into()),
+                url: "http://10.0.0.5:8888/x/index.m3u8".into()
+            }]
+        );
+        assert_eq!(hub.counters().refused_hls_urls, 1);
+        // A stream that moves to a refused URL stops being read.
+        let a = hub.on_status(status("d", true, &[("ok", "http://8.8.8.8/x")]), 2);
+        assert_eq!(
+            a,
+            vec![Action::StopReceiver {
+                key: ("d".into(), "ok".into())
+            }]
+        );
+        assert_eq!(hub.counters().refused_hls_urls, 2);
     }
 
     fn record(seq: u64, capture_us: i64) -> FrameRecord {

@@ -12,6 +12,7 @@
 //! - `store`: history in SQLite or PostgreSQL, roll-ups and retention.
 
 pub mod aggregate;
+pub mod allow;
 pub mod api;
 pub mod auth;
 pub mod broker;

@@ -27,6 +27,7 @@ use glasswatch_common::sei::FrameStamp;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use crate::allow::AllowList;
 use crate::hls::playlist::{self, MediaPlaylist, Playlist};
 use crate::hls::{fmp4, ts};
 
@@ -152,6 +153,7 @@ pub async fn run(
     url: String,
     client: reqwest::Client,
     settings: Settings,
+    allow: Arc<AllowList>,
     tx: mpsc::Sender<Report>,
 ) {
     let tag = glasswatch_common::sei::stream_tag(&key.0, &key.1);
@@ -159,6 +161,7 @@ pub async fn run(
         key,
         client,
         settings,
+        allow,
         tx,
         tag,
         counts: Arc::default(),
@@ -209,6 +212,9 @@ struct Io {
     key: StreamKey,
     client: reqwest::Client,
     settings: Settings,
+    /// Every URL is checked before it is fetched (a playlist may point
+    /// anywhere).
+    allow: Arc<AllowList>,
     tx: mpsc::Sender<Report>,
     tag: u32,
     counts: Arc<Counts>,
@@ -243,6 +249,9 @@ impl Io {
     }
 
     async fn get(&self, url: &str) -> Result<Fetched, Stop> {
+        self.allow
+            .check(url)
+            .map_err(|e| Stop::Failed(format!("GET refused: {e}")))?;
         let response = self
             .client
             .get(url)

@@ -184,13 +184,18 @@ pub async fn run(
     tracing::info!(mqtt = ready.mqtt_url, %http, "collector running");
     on_ready(&ready);
 
+    let allow = Arc::new(cfg.allow_list().map_err(anyhow::Error::msg)?);
+    lock(&hub).set_allow(allow.clone());
     let http_client = reqwest::Client::builder()
+        // A name never resolves to an address the collector must not fetch,
+        // and a redirect never leads outside [hls] allow.
+        .dns_resolver(Arc::new(crate::allow::GuardedResolver))
+        .redirect(crate::allow::redirect_policy(allow.clone()))
         .connect_timeout(Duration::from_secs(5))
         .pool_idle_timeout(Duration::from_secs(30))
         // A stream needs one connection held by a blocking reload and one or
         // two downloading parts; idle ones beyond that only cost memory.
         .pool_max_idle_per_host(4)
-        .redirect(reqwest::redirect::Policy::limited(5))
         .build()
         .context("building the HTTP client")?;
     let rx_settings = receiver::Settings {
@@ -247,6 +252,7 @@ pub async fn run(
                         url,
                         http_client.clone(),
                         rx_settings,
+                        allow.clone(),
                         report_tx.clone(),
                     ));
                     if let Some(old) = receivers.insert(key, task) {

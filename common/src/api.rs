@@ -44,6 +44,9 @@ pub struct Counters {
     pub stale_pongs: u64,
     /// Pongs with inconsistent timestamps or too long a round trip.
     pub rejected_clock_samples: u64,
+    /// Advertised `hls_url`s outside `[hls] allow`, not read.
+    #[serde(default)]
+    pub refused_hls_urls: u64,
 }
 
 /// `GET /api/v1/devices`.

@@ -4,7 +4,8 @@
 //! 127.0.0.1, persistence on so a restart keeps sessions and queued
 //! messages, optionally a password file and a TLS listener with a test CA
 //! made by `openssl`), and can be stopped and started again on the same
-//! port. [`Subscriber`] runs `mosquitto_sub -v` and reads what it received
+//! port; [`Mosquitto::start_with_config`] runs a config the caller wrote
+//! instead. [`Subscriber`] runs `mosquitto_sub -v` and reads what it received
 //! from its log, so no message is lost to a full line queue.
 
 use std::path::{Path, PathBuf};
@@ -103,6 +104,32 @@ impl Mosquitto {
             dir,
             conf: conf_path,
             ca,
+        };
+        m.restart()?;
+        Ok(m)
+    }
+
+    /// A broker running a config file the caller wrote, such as a shipped
+    /// configuration with its listeners and paths pointed at test ones.
+    ///
+    /// `dir` is kept (and deleted) with the broker; put the config, its
+    /// files and the persistence location there. `port` is a plain MQTT
+    /// listener of that config on 127.0.0.1: the broker counts as ready
+    /// once it accepts connections there, and [`Mosquitto::port`] and
+    /// [`Mosquitto::url`] name it. Wait for any other listener yourself
+    /// ([`crate::wait_for_tcp`]). Nothing is added to the config: a broker
+    /// started as root needs its own `user root` line to read `dir`.
+    pub fn start_with_config(
+        dir: tempfile::TempDir,
+        conf: PathBuf,
+        port: u16,
+    ) -> anyhow::Result<Mosquitto> {
+        let mut m = Mosquitto {
+            peer: None,
+            port,
+            dir,
+            conf,
+            ca: None,
         };
         m.restart()?;
         Ok(m)
@@ -248,4 +275,30 @@ impl Subscriber {
     pub fn peer(&mut self) -> &mut Peer {
         &mut self.peer
     }
+}
+
+/// Publishes one message with `mosquitto_pub` (QoS 1) to the broker on
+/// 127.0.0.1:`port` and waits for it to be sent.
+pub fn publish(port: u16, topic: &str, payload: &[u8], retain: bool) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("a directory for the payload")?;
+    let file = dir.path().join("payload");
+    std::fs::write(&file, payload).context("writing the payload")?;
+    let mut cmd = Command::new("mosquitto_pub");
+    cmd.args(["-h", "127.0.0.1", "-q", "1", "-t", topic])
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-f")
+        .arg(&file);
+    if retain {
+        cmd.arg("-r");
+    }
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(10))?;
+    if !out.status.success() {
+        bail!(
+            "mosquitto_pub to {topic} on port {port} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }
