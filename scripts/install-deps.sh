@@ -24,6 +24,8 @@ packages=(
   # (initdb, postgres in /usr/lib/postgresql/15/bin; testkit runs them itself,
   # never the packaged service) and psql/pg_isready.
   postgresql-15 postgresql-client-15
+  # promtool (checks the shipped alerting rules and the collector's /metrics).
+  prometheus
   # Misc tools the scripts use.
   curl ca-certificates procps
 )

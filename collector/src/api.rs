@@ -52,6 +52,7 @@ pub struct AppState {
     pub hub: Shared,
     pub storage: Storage,
     pub auth: Arc<Auth>,
+    pub health: Arc<crate::metrics::Health>,
 }
 
 /// The longest range one series or events answer covers (two years and a day).
@@ -114,6 +115,8 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
         state: state.clone(),
     }
     .add(Method::GET, "/healthz", get(|| async { "ok" }), Open)
+    .add(Method::GET, "/readyz", get(readyz), Open)
+    .add(Method::GET, "/metrics", get(metrics), Viewer)
     .add(Method::GET, "/login", get(login::login_page), Open)
     .add(Method::POST, "/login", post(login::login), Open)
     // Checks its session and CSRF token itself (a plain form post).
@@ -382,6 +385,42 @@ async fn fleet(State(state): State<AppState>) -> Result<Json<serde_json::Value>,
         })
         .collect();
     Ok(Json(serde_json::json!({ "streams": streams })))
+}
+
+/// `GET /readyz`: 200 when connected to the MQTT broker and the database
+/// takes writes (or nothing is stored), else 503 saying which is not.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let mqtt = state
+        .health
+        .mqtt_connected
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let st = state.storage.status();
+    let storage = !state.storage.enabled() || st.writable;
+    let body = serde_json::json!({ "mqtt_connected": mqtt, "storage_writable": storage });
+    let code = if mqtt && storage {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+/// `GET /metrics`: the Prometheus text exposition.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let snap = state
+        .hub
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .metrics(crate::receiver::wall_us());
+    let text = crate::metrics::render(&snap, &state.health, &state.storage.status());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn storage_status(State(state): State<AppState>) -> Json<StorageStatus> {

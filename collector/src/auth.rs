@@ -121,7 +121,10 @@ pub struct Auth {
 #[derive(Debug, Default)]
 struct TokenCache {
     checked: Option<Instant>,
-    modified: Option<SystemTime>,
+    /// The file's inode, modification time and length when read: writes
+    /// replace the file (a new inode), and two writes within the kernel's
+    /// coarse clock tick share a modification time.
+    version: Option<(u64, SystemTime, u64)>,
     entries: Vec<TokenEntry>,
 }
 
@@ -356,9 +359,12 @@ impl Auth {
             return cache.entries.clone();
         }
         cache.checked = Some(now);
-        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        if modified != cache.modified || modified.is_none() {
-            cache.modified = modified;
+        let version = std::fs::metadata(path).ok().and_then(|m| {
+            use std::os::unix::fs::MetadataExt as _;
+            Some((m.ino(), m.modified().ok()?, m.len()))
+        });
+        if version != cache.version || version.is_none() {
+            cache.version = version;
             cache.entries = match read_tokens(path) {
                 Ok(t) => t,
                 Err(e) => {

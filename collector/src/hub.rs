@@ -89,6 +89,9 @@ struct StreamState {
     /// Since the stream was first seen.
     seen_total: u64,
     errors_total: u64,
+    dropped_total: u64,
+    /// Every matched frame's glass-to-HLS, for Prometheus.
+    g2h_hist: crate::metrics::PromHist,
     /// The last seq HLS delivered, and seqs it skipped, to settle after the wait.
     last_hls_seq: Option<u64>,
     gaps: VecDeque<(i64, u64)>,
@@ -122,6 +125,8 @@ impl StreamState {
             media_requests: 0,
             seen_total: 0,
             errors_total: 0,
+            dropped_total: 0,
+            g2h_hist: crate::metrics::PromHist::default(),
             last_hls_seq: None,
             gaps: VecDeque::new(),
             first_seen: None,
@@ -140,6 +145,8 @@ impl StreamState {
 struct Device {
     online: bool,
     status: Option<Status>,
+    /// When the last status arrived (collector clock).
+    status_at_us: i64,
     clock: ClockEstimator,
     next_ping_us: i64,
 }
@@ -201,6 +208,7 @@ impl Hub {
         self.devices.entry(id.to_owned()).or_insert_with(|| Device {
             online: false,
             status: None,
+            status_at_us: now_us,
             clock: ClockEstimator::new(s.clock_window_us, s.max_rtt_us),
             next_ping_us: now_us,
         })
@@ -240,6 +248,7 @@ impl Hub {
             }
             d.online = online;
             d.status = Some(status);
+            d.status_at_us = now_us;
         }
         let mut actions = Vec::new();
         for (stream_id, advertised) in &listed {
@@ -535,6 +544,45 @@ impl Hub {
             .collect()
     }
 
+    /// What Prometheus is shown, at `now_us`.
+    pub fn metrics(&self, now_us: i64) -> crate::metrics::Snapshot {
+        use crate::metrics::{DeviceMetrics, Snapshot, StreamMetrics};
+        let counters = self.counters();
+        Snapshot {
+            streams: self
+                .streams
+                .iter()
+                .map(|(key, st)| StreamMetrics {
+                    device: key.0.clone(),
+                    stream: key.1.clone(),
+                    glass_to_hls: st.g2h_hist.clone(),
+                    frames_seen_total: st.seen_total,
+                    dropped_total: st.dropped_total,
+                    hls_errors_total: st.errors_total,
+                    reading: st.reading.is_some(),
+                    receiver_fps: st.last.as_ref().map(|l| l.receiver_fps),
+                    publisher_fps: st.publisher_fps,
+                    clock_synced: st.last.as_ref().is_some_and(|l| l.clock.synced),
+                    clock_uncertainty_ms: st.last.as_ref().map(|l| l.clock.uncertainty_ms),
+                })
+                .collect(),
+            devices: self
+                .devices
+                .iter()
+                .map(|(id, d)| DeviceMetrics {
+                    device: id.clone(),
+                    online: d.online,
+                    last_status_age_s: d
+                        .status
+                        .as_ref()
+                        .map(|_| (now_us - d.status_at_us) as f64 / 1e6),
+                })
+                .collect(),
+            malformed_messages: counters.malformed_messages,
+            refused_hls_urls: counters.refused_hls_urls,
+        }
+    }
+
     /// The statuses last received, for the API.
     pub fn devices(&self) -> Vec<DeviceView> {
         self.devices
@@ -591,6 +639,7 @@ fn match_frame(
     if by == MatchedBy::Fingerprint {
         st.matched_by_fingerprint += 1;
     }
+    st.g2h_hist.observe_ms(fl.glass_to_hls_ms);
     st.window.add(fl);
     true
 }
@@ -620,6 +669,7 @@ fn settle(st: &mut StreamState, now_us: i64, wait_us: i64) {
         }
     }
     st.dropped += dropped;
+    st.dropped_total += dropped;
 }
 
 fn nonce_seed() -> u64 {

@@ -22,6 +22,7 @@ pub mod hls;
 pub mod hub;
 pub mod login;
 pub mod matcher;
+pub mod metrics;
 pub mod receiver;
 pub mod run;
 pub mod store;

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -167,10 +168,12 @@ pub async fn run(
         .set_nonblocking(true)
         .context("setting the HTTP listener non-blocking")?;
     let http = listener.local_addr().context("reading the HTTP address")?;
+    let health = Arc::new(crate::metrics::Health::default());
     let app = crate::api::router(crate::api::AppState {
         hub: hub.clone(),
         storage: storage.clone(),
         auth,
+        health: health.clone(),
     });
     let api_task = tokio::spawn(crate::web::serve(listener, app, tls));
 
@@ -217,6 +220,7 @@ pub async fn run(
         publish_failures: 0,
         storage: storage.clone(),
         pending: Batch::default(),
+        health,
     };
 
     let mut tick = tokio::time::interval_at(
@@ -350,6 +354,7 @@ struct MainLoop {
     storage: Storage,
     /// What storage gets at the next tick besides the closed windows.
     pending: Batch,
+    health: Arc<crate::metrics::Health>,
 }
 
 impl MainLoop {
@@ -357,6 +362,7 @@ impl MainLoop {
         match incoming {
             Incoming::Connected => {
                 tracing::info!("connected to the MQTT broker");
+                self.health.mqtt_connected.store(true, Ordering::Relaxed);
                 let filters = [
                     self.topics.status("+"),
                     self.topics.frames("+", "+"),
@@ -372,6 +378,7 @@ impl MainLoop {
             }
             Incoming::Failed(e) => {
                 tracing::warn!("MQTT: {e}; reconnecting");
+                self.health.mqtt_connected.store(false, Ordering::Relaxed);
                 Vec::new()
             }
             Incoming::Publish {
@@ -379,7 +386,10 @@ impl MainLoop {
                 payload,
                 retain,
                 at_us,
-            } => self.publish(&topic, &payload, retain, at_us),
+            } => {
+                self.health.mqtt_received.fetch_add(1, Ordering::Relaxed);
+                self.publish(&topic, &payload, retain, at_us)
+            }
         }
     }
 
@@ -438,13 +448,21 @@ impl MainLoop {
             let Ok(payload) = messages::encode(&ping) else {
                 continue;
             };
-            if let Err(e) = self.client.try_publish(
+            match self.client.try_publish(
                 self.topics.clock_ping(&device),
                 QoS::AtMostOnce,
                 false,
                 payload,
             ) {
-                tracing::debug!(device, "clock ping not sent: {e}");
+                Ok(()) => {
+                    self.health.mqtt_published.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.health
+                        .mqtt_publish_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(device, "clock ping not sent: {e}");
+                }
             }
         }
     }
@@ -458,11 +476,15 @@ impl MainLoop {
             if self.publish_latency {
                 match messages::encode(s) {
                     Ok(payload) => {
+                        self.health.mqtt_published.fetch_add(1, Ordering::Relaxed);
                         let topic = self.topics.latency(&s.device, &s.stream);
                         if let Err(e) =
                             self.client
                                 .try_publish(topic, QoS::AtMostOnce, true, payload)
                         {
+                            self.health
+                                .mqtt_publish_failures
+                                .fetch_add(1, Ordering::Relaxed);
                             self.publish_failures += 1;
                             if self.publish_failures.is_power_of_two() {
                                 tracing::warn!(

@@ -58,6 +58,7 @@ fn serve(tls: Option<&glasswatch_testkit::tls::TlsFiles>) -> (Server, Vec<RouteI
         ))),
         storage: Storage::with_store(None, 10, Ages::default(), Duration::from_secs(1)),
         auth: Arc::new(Auth::new(settings(dir.path(), tls.is_some()))),
+        health: Arc::default(),
     };
     let (router, table) = routes(state);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

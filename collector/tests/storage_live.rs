@@ -10,106 +10,49 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use glasswatch_common::api::{SeriesResponse, StorageStatus};
-use glasswatch_common::messages::{self, Latency};
-use glasswatch_testkit::agent::{test_pattern_config, AgentProcess};
-use glasswatch_testkit::collector::{http_get, CollectorProcess};
-use glasswatch_testkit::mosquitto::Subscriber;
+use glasswatch_common::messages::Latency;
+use glasswatch_testkit::chain::Chain;
+use glasswatch_testkit::collector::http_get;
 use glasswatch_testkit::postgres::{require_postgres, Postgres};
 use glasswatch_testkit::require::{require, require_mqtt_stack, require_program};
-use glasswatch_testkit::{OriginOptions, RtspOrigin};
 
 /// How long the database is away.
 const OUTAGE: Duration = Duration::from_secs(20);
 
-/// The chain for one device: origin, collector (with `storage` as its
-/// `[storage]` table), agent, and a subscriber to the latency topic.
-struct Chain {
-    collector: CollectorProcess,
-    sub: Subscriber,
-    device: String,
-    _agent: AgentProcess,
-    _origin: RtspOrigin,
+fn start(device: &str, storage: &str) -> Chain {
+    Chain::start(device, &format!("[storage]\n{storage}")).unwrap()
 }
 
-impl Chain {
-    fn start(device: &str, storage: &str) -> Chain {
-        let path = format!("{device}-cam0");
-        let origin = RtspOrigin::start_with(&[&path], OriginOptions::llhls_like_fixture()).unwrap();
-        let (config, port) = CollectorProcess::embedded_broker_config();
-        let collector =
-            CollectorProcess::start(&format!("{config}\n[storage]\n{storage}\n")).unwrap();
-        let sub = Subscriber::start_at(port, "glasswatch/v1/devices/+/streams/+/latency").unwrap();
-        let agent = AgentProcess::start(&test_pattern_config(
-            device,
-            &origin.rtsp_url(&path),
-            &origin.hls_url(&path),
-            &format!("url = \"{}\"", collector.mqtt_url()),
+fn storage(chain: &Chain) -> StorageStatus {
+    serde_json::from_str(&chain.get("/api/v1/storage").unwrap()).unwrap()
+}
+
+/// Waits until storage has written everything queued.
+fn wait_flushed(chain: &Chain, timeout: Duration) -> StorageStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let st = storage(chain);
+        if st.writable && st.queued_batches == 0 {
+            return st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "storage not flushed within {timeout:?}: {st:?}\n{}",
+            chain.collector.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The stream's stored seconds over the API.
+fn series(chain: &Chain, from_us: i64, to_us: i64) -> SeriesResponse {
+    let body = chain
+        .get(&format!(
+            "/api/v1/streams/{}/cam0/series?from={from_us}&to={to_us}",
+            chain.device
         ))
         .unwrap();
-        Chain {
-            collector,
-            sub,
-            device: device.to_owned(),
-            _agent: agent,
-            _origin: origin,
-        }
-    }
-
-    /// Summaries received on MQTT so far.
-    fn mqtt(&self) -> Vec<Latency> {
-        self.sub
-            .messages(&format!(
-                "glasswatch/v1/devices/{}/streams/cam0/latency",
-                self.device
-            ))
-            .iter()
-            .filter_map(|(_, p)| messages::decode::<Latency>(p.as_bytes()).ok())
-            .collect()
-    }
-
-    /// Waits until `n` summaries with frames went out on MQTT.
-    fn wait_for_frames(&self, n: usize, timeout: Duration) {
-        self.sub
-            .wait_for(
-                &format!("glasswatch/v1/devices/{}/", self.device),
-                timeout,
-                |_| self.mqtt().iter().filter(|s| s.frames > 0).count() >= n,
-            )
-            .unwrap_or_else(|e| panic!("{e}\ncollector log:\n{}", self.collector.log_tail()));
-    }
-
-    fn storage(&self) -> StorageStatus {
-        let body = http_get(&format!("{}/api/v1/storage", self.collector.api_url())).unwrap();
-        serde_json::from_str(&body).unwrap()
-    }
-
-    /// Waits until storage has written everything queued.
-    fn wait_flushed(&self, timeout: Duration) -> StorageStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let st = self.storage();
-            if st.writable && st.queued_batches == 0 {
-                return st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "storage not flushed within {timeout:?}: {st:?}\n{}",
-                self.collector.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// The stream's stored seconds over the API.
-    fn series(&self, from_us: i64, to_us: i64) -> SeriesResponse {
-        let url = format!(
-            "{}/api/v1/streams/{}/cam0/series?from={from_us}&to={to_us}",
-            self.collector.api_url(),
-            self.device
-        );
-        let body = http_get(&url).unwrap();
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
-    }
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
 /// Windows `(start_us, end_us)` stored for a stream must follow each other
@@ -137,15 +80,15 @@ fn live_chain_stores_one_row_per_second_equal_to_mqtt() {
     if !require_mqtt_stack() {
         return;
     }
-    let chain = Chain::start("store1", "frames = \"1h\"");
-    chain.wait_for_frames(20, Duration::from_secs(60));
+    let chain = start("store1", "frames = \"1h\"");
+    chain.wait_for_frames(20, Duration::from_secs(60)).unwrap();
     let published = chain.mqtt();
     let last = published.last().unwrap().window_start_us;
     // Storage trails MQTT by at most a write.
     let deadline = Instant::now() + Duration::from_secs(10);
     let first = published[0].window_start_us;
     let stored = loop {
-        let s = chain.series(first, last + 1);
+        let s = series(&chain, first, last + 1);
         if s.points.last().is_some_and(|p| p.t_us == last) {
             break s;
         }
@@ -225,7 +168,7 @@ fn live_chain_stores_one_row_per_second_equal_to_mqtt() {
     // The device's events: it came online.
     let events = http_get(&format!("{api}/api/v1/devices/store1/events")).unwrap();
     assert!(events.contains("\"kind\":\"online\""), "{events}");
-    let st = chain.storage();
+    let st = storage(&chain);
     assert_eq!((st.kind.as_str(), st.dropped_seconds), ("sqlite", 0));
     assert_eq!(
         st.schema_version,
@@ -253,9 +196,9 @@ fn postgres_outage_loses_nothing() {
         return;
     }
     let mut pg = Postgres::start().unwrap();
-    let chain = Chain::start("store2", &format!("postgres_url = \"{}\"", pg.url()));
-    chain.wait_for_frames(3, Duration::from_secs(60));
-    chain.wait_flushed(Duration::from_secs(10));
+    let chain = start("store2", &format!("postgres_url = \"{}\"", pg.url()));
+    chain.wait_for_frames(3, Duration::from_secs(60)).unwrap();
+    wait_flushed(&chain, Duration::from_secs(10));
     assert!(!pg_windows(&pg, "store2").is_empty());
     pg.stop().unwrap();
     let down_at = chain.mqtt().len();
@@ -265,11 +208,11 @@ fn postgres_outage_loses_nothing() {
         during >= 15,
         "the collector kept measuring: {during} summaries"
     );
-    let st = chain.storage();
+    let st = storage(&chain);
     assert!(!st.writable && st.write_failures > 0, "{st:?}");
     assert!(st.queued_batches >= 15, "{st:?}");
     pg.start_again().unwrap();
-    let st = chain.wait_flushed(Duration::from_secs(30));
+    let st = wait_flushed(&chain, Duration::from_secs(30));
     assert_eq!((st.dropped_seconds, st.dropped_frames), (0, 0), "{st:?}");
     let published = chain.mqtt();
     let windows = pg_windows(&pg, "store2");
@@ -327,16 +270,16 @@ impl Drop for Immutable {
 fn sqlite_outage<G>(device: &str, outage: impl FnOnce(&Path) -> G) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("history.db");
-    let chain = Chain::start(device, &format!("sqlite = \"{}\"", db.display()));
-    chain.wait_for_frames(3, Duration::from_secs(60));
-    chain.wait_flushed(Duration::from_secs(10));
+    let chain = start(device, &format!("sqlite = \"{}\"", db.display()));
+    chain.wait_for_frames(3, Duration::from_secs(60)).unwrap();
+    wait_flushed(&chain, Duration::from_secs(10));
     let down_at = chain.mqtt().len();
     let guard = outage(&db);
     std::thread::sleep(OUTAGE);
-    let st = chain.storage();
+    let st = storage(&chain);
     assert!(!st.writable && st.write_failures > 0, "{st:?}");
     drop(guard);
-    let st = chain.wait_flushed(Duration::from_secs(30));
+    let st = wait_flushed(&chain, Duration::from_secs(30));
     assert_eq!((st.dropped_seconds, st.dropped_frames), (0, 0), "{st:?}");
     let published = chain.mqtt();
     assert!(published.len() - down_at >= 15);
@@ -401,14 +344,14 @@ fn sigterm_flushes_what_is_queued() {
     }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("history.db");
-    let mut chain = Chain::start("store5", &format!("sqlite = \"{}\"", db.display()));
-    chain.wait_for_frames(3, Duration::from_secs(60));
-    chain.wait_flushed(Duration::from_secs(10));
+    let mut chain = start("store5", &format!("sqlite = \"{}\"", db.display()));
+    chain.wait_for_frames(3, Duration::from_secs(60)).unwrap();
+    wait_flushed(&chain, Duration::from_secs(10));
     // Seconds pile up while another process holds the lock...
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
     std::thread::sleep(Duration::from_secs(6));
-    let queued = chain.storage().queued_batches;
+    let queued = storage(&chain).queued_batches;
     assert!(queued >= 4, "{queued} batches queued");
     // ...then the lock goes, and the collector is stopped at once.
     drop(conn);

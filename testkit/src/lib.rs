@@ -21,6 +21,7 @@
 //! - [`ffmpeg`]: [`ffmpeg_read_hls_h264`] and [`ffprobe_packet_count`].
 //! - [`agent`]: [`agent::AgentProcess`], the real agent binary with its frame records.
 //! - [`mediamtx`]: a real MediaMTX when `MEDIAMTX_BIN` points at one.
+//! - [`chain`]: [`chain::Chain`], origin + collector + agent + latency subscriber for one device.
 //! - [`collector`]: [`collector::CollectorProcess`], the real collector binary and its HTTP API.
 //! - [`process`]: running a one-shot tool with a timeout.
 //! - [`llhls`]: the LL-HLS muxer and HTTP side the origin's `--format llhls`
@@ -36,6 +37,7 @@
 
 pub mod agent;
 pub mod bins;
+pub mod chain;
 pub mod collector;
 pub mod ffmpeg;
 pub mod http;
