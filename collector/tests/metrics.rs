@@ -18,10 +18,9 @@ fn samples(text: &str, name: &str) -> Vec<(String, f64)> {
         .filter_map(|l| {
             let (head, value) = l.rsplit_once(' ')?;
             let (n, labels) = head.split_once('{').unwrap_or((head, ""));
-            (n == name)
-                .then(|| (labels.trim_end_matches('}').to_owned(), value.parse().ok()).into())
+            let value: f64 = value.parse().ok()?;
+            (n == name).then(|| (labels.trim_end_matches('}').to_owned(), value))
         })
-        .filter_map(|(l, v): (String, Option<f64>)| Some((l, v?)))
         .collect()
 }
 
