@@ -163,6 +163,7 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
         delete(login::revoke_token),
         Admin,
     );
+    let r = crate::dashboard::routes(r);
     (r.router.with_state(state), r.table)
 }
 

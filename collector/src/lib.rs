@@ -18,6 +18,7 @@ pub mod auth;
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod hls;
 pub mod hub;
 pub mod login;
