@@ -28,6 +28,9 @@ packages=(
   prometheus
   # Misc tools the scripts use.
   curl ca-certificates procps
+  # The dashboard's browser tests: Debian's Chromium (it decodes H.264 in
+  # MSE) driven over WebDriver by chromedriver.
+  chromium chromium-driver
 )
 
 missing=()
@@ -36,14 +39,28 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: all ${#packages[@]} packages present"
-  exit 0
-fi
-
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q
-$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+else
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The dashboard's browser libraries (hls.js, uPlot), at the versions and
+# integrity hashes collector/web/package-lock.json pins; the collector's
+# build embeds them. Node 20 and npm come with the machine (nodesource's
+# nodejs package); Debian's nodejs is the fallback.
+if ! command -v npm >/dev/null; then
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends nodejs npm
+fi
+web="$(cd "$(dirname "$0")/../collector/web" && pwd)"
+# npm writes node_modules/.package-lock.json at each install: newer than the
+# lock file means this lock file is installed.
+if [ ! "$web/node_modules/.package-lock.json" -nt "$web/package-lock.json" ]; then
+  echo "install-deps: npm ci in $web"
+  (cd "$web" && npm ci --ignore-scripts --no-audit --no-fund)
+fi

@@ -11,8 +11,8 @@
 //! - `GET /api/v1/fleet`: every stored stream with its latest second.
 //! - `GET /api/v1/storage`: storage's counters (queue, drops, failures).
 //! - `GET /healthz`: `ok` while the collector runs.
-//! - `GET /`: a plain status page (one row per stream, refreshed every
-//!   second) until the dashboard replaces it.
+//! - `GET /`, `/streams/…`, `/hls/…` and the live and viewer routes: the
+//!   dashboard (`dashboard.rs`).
 //! - `GET|POST /login`, `POST /logout`, `GET /api/v1/whoami`, and the
 //!   admin's `GET|POST /api/v1/tokens`, `DELETE /api/v1/tokens/{name}`
 //!   (`login.rs`).
@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use axum::{
     extract::{Path, Query, State},
     http::{header, Method, StatusCode},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
     routing::{delete, get, post, MethodRouter},
     Json, Router,
 };
@@ -121,7 +121,6 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
     .add(Method::POST, "/login", post(login::login), Open)
     // Checks its session and CSRF token itself (a plain form post).
     .add(Method::POST, "/logout", post(login::logout), Open)
-    .add(Method::GET, "/", get(status_page), Viewer)
     .add(Method::GET, "/api/v1/whoami", get(login::whoami), Viewer)
     .add(Method::GET, "/api/v1/streams", get(streams), Viewer)
     .add(Method::GET, "/api/v1/devices", get(devices), Viewer)
@@ -441,53 +440,4 @@ async fn devices(State(state): State<AppState>) -> Json<DevicesResponse> {
     Json(DevicesResponse {
         devices: hub.devices(),
     })
-}
-
-/// Escapes text for HTML.
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-async fn status_page(State(state): State<AppState>) -> Html<String> {
-    let hub = state.hub.lock().unwrap_or_else(PoisonError::into_inner);
-    let ms = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.0}"));
-    let mut rows = String::new();
-    for s in hub.streams() {
-        let (frames, p50, p95, fps, dropped, mode, clock) = match &s.last {
-            Some(l) => (
-                l.frames.to_string(),
-                ms(l.p50_ms),
-                ms(l.p95_ms),
-                format!("{:.1}", l.receiver_fps),
-                l.dropped.to_string(),
-                format!("{} {}", l.hls.mode, l.hls.container),
-                if l.clock.synced {
-                    format!("±{:.1} ms", l.clock.uncertainty_ms)
-                } else {
-                    "not synced".to_owned()
-                },
-            ),
-            None => Default::default(),
-        };
-        rows.push_str(&format!(
-            "<tr><td>{}/{}</td><td>{}</td><td>{frames}</td><td>{p50}</td><td>{p95}</td><td>{fps}</td><td>{dropped}</td><td>{}</td><td>{}</td></tr>\n",
-            esc(&s.device),
-            esc(&s.stream),
-            if s.online { "online" } else { "offline" },
-            esc(&mode),
-            esc(&clock),
-        ));
-    }
-    Html(format!(
-        "<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=1>\
-         <title>Glasswatch collector</title>\
-         <style>body{{font:14px system-ui,sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:right}}td:first-child{{text-align:left}}</style>\
-         <h1>Glasswatch collector</h1><p>Glass-to-HLS latency per stream over the last second \
-         (<a href=/api/v1/streams>JSON</a>). The full dashboard comes later.</p>\
-         <table><tr><th>stream</th><th>device</th><th>frames</th><th>p50 ms</th><th>p95 ms</th>\
-         <th>fps</th><th>dropped</th><th>HLS</th><th>clock</th></tr>\n{rows}</table>"
-    ))
 }

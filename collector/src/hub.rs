@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use glasswatch_common::api::{Counters, DeviceView, StreamView};
 use glasswatch_common::messages::{
     Breakdown, ClockEstimate, ClockPing, ClockPong, FramesBatch, HlsReading, Latency, Stats,
-    Status, SCHEMA_LATENCY,
+    Status, Viewer, SCHEMA_LATENCY,
 };
 
 use crate::aggregate::Window;
@@ -101,6 +101,12 @@ struct StreamState {
     publisher_fps: Option<f64>,
     /// The agent's last stats, taken by the next closed window.
     stats: Option<Stats>,
+    /// The agent's last stats, kept for the dashboard.
+    last_stats: Option<Stats>,
+    /// Glass-to-HLS p50 of the last [`HISTORY`] windows, oldest first (sparklines).
+    history: VecDeque<Option<f32>>,
+    /// The last viewer report, and when it arrived.
+    viewer: Option<(i64, Viewer)>,
     reading: Option<Reading>,
     /// The URL a receiver runs for, if one does.
     receiving: Option<String>,
@@ -132,6 +138,9 @@ impl StreamState {
             first_seen: None,
             publisher_fps: None,
             stats: None,
+            last_stats: None,
+            history: VecDeque::new(),
+            viewer: None,
             reading: None,
             receiving: None,
             advertised: None,
@@ -147,6 +156,8 @@ struct Device {
     status: Option<Status>,
     /// When the last status arrived (collector clock).
     status_at_us: i64,
+    /// When `online` last changed (collector clock).
+    since_us: i64,
     clock: ClockEstimator,
     next_ping_us: i64,
 }
@@ -155,6 +166,59 @@ struct Device {
 const MAX_PENDING: usize = 2_000;
 /// Most pings awaiting their pong.
 const MAX_OUTSTANDING: usize = 4_096;
+/// Windows of glass-to-HLS p50 kept per stream for the dashboard's sparklines.
+pub const HISTORY: usize = 60;
+/// A viewer report older than this is no longer shown as current.
+const VIEWER_FRESH_US: i64 = 5_000_000;
+/// Viewer reports one (viewer, stream) may send: a burst, then one per interval.
+const VIEWER_BURST: u32 = 4;
+const VIEWER_INTERVAL_US: i64 = 500_000;
+/// Most (viewer, stream) pairs rate-limited at once; more are refused.
+const MAX_VIEWER_LIMITS: usize = 10_000;
+/// Most viewer reports waiting for the next tick.
+const MAX_VIEWER_PENDING: usize = 10_000;
+
+/// Why a viewer report was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ViewerRefused {
+    #[error("the collector knows no such stream")]
+    UnknownStream,
+    #[error("too many reports: at most one per 500 ms for a viewer and stream")]
+    TooFrequent,
+    #[error("too many viewers at once")]
+    TooManyViewers,
+}
+
+/// Viewer reports accepted and refused since start, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ViewerCounters {
+    pub accepted: u64,
+    pub malformed: u64,
+    pub too_large: u64,
+    pub too_frequent: u64,
+    pub unknown_stream: u64,
+    pub too_many_viewers: u64,
+}
+
+/// One stream as the fleet dashboard shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetRow {
+    pub device: String,
+    pub stream: String,
+    pub online: bool,
+    /// When the device went online or offline (collector clock), if known.
+    pub since_us: Option<i64>,
+    /// The last window's summary.
+    pub last: Option<Latency>,
+    /// The agent's last stats.
+    pub stats: Option<Stats>,
+    /// Encoder and whether it is hardware, from stats or the status.
+    pub encoder: Option<(String, bool)>,
+    /// Glass-to-HLS p50 per window, oldest first.
+    pub history: Vec<Option<f32>>,
+    /// The last viewer report, while fresh.
+    pub viewer: Option<Viewer>,
+}
 
 /// The whole state.
 #[derive(Debug)]
@@ -168,6 +232,11 @@ pub struct Hub {
     counters: Counters,
     /// Which advertised URLs may be read (`None`: any, for tests of the rules).
     allow: Option<std::sync::Arc<crate::allow::AllowList>>,
+    /// Viewer reports: their rate limits (tokens, last refill), those
+    /// waiting for the next tick, and the counts.
+    viewer_limits: HashMap<(String, StreamKey), (u32, i64)>,
+    viewer_pending: Vec<Viewer>,
+    viewer_counters: ViewerCounters,
 }
 
 impl Hub {
@@ -182,6 +251,9 @@ impl Hub {
             next_nonce: nonce_seed(),
             counters: Counters::default(),
             allow: None,
+            viewer_limits: HashMap::new(),
+            viewer_pending: Vec::new(),
+            viewer_counters: ViewerCounters::default(),
         }
     }
 
@@ -189,6 +261,125 @@ impl Hub {
     /// config were checked when it was loaded).
     pub fn set_allow(&mut self, allow: std::sync::Arc<crate::allow::AllowList>) {
         self.allow = Some(allow);
+    }
+
+    /// The allow-list in use, if one was set.
+    pub fn allow(&self) -> Option<std::sync::Arc<crate::allow::AllowList>> {
+        self.allow.clone()
+    }
+
+    /// Where a known stream is read (its override or permitted advertised
+    /// URL), for the dashboard's HLS proxy.
+    pub fn stream_url(&self, device: &str, stream: &str) -> Option<String> {
+        let st = self.streams.get(&(device.to_owned(), stream.to_owned()))?;
+        st.receiving
+            .clone()
+            .or_else(|| st.advertised.clone())
+            .filter(|u| !u.is_empty())
+    }
+
+    /// Whether the hub knows `device`/`stream`.
+    pub fn knows(&self, device: &str, stream: &str) -> bool {
+        self.streams
+            .contains_key(&(device.to_owned(), stream.to_owned()))
+    }
+
+    /// A viewer report from the dashboard (already validated as input):
+    /// kept for the next tick unless the stream is unknown or `viewer`
+    /// reports too often for it.
+    pub fn on_viewer(&mut self, v: Viewer, now_us: i64) -> Result<(), ViewerRefused> {
+        let key = (v.device.clone(), v.stream.clone());
+        if !self.streams.contains_key(&key) {
+            self.viewer_counters.unknown_stream += 1;
+            return Err(ViewerRefused::UnknownStream);
+        }
+        if self.viewer_limits.len() >= MAX_VIEWER_LIMITS {
+            self.viewer_limits
+                .retain(|_, (_, at)| now_us.saturating_sub(*at) < 60_000_000);
+        }
+        let limit_key = (v.viewer.clone(), key.clone());
+        if !self.viewer_limits.contains_key(&limit_key)
+            && self.viewer_limits.len() >= MAX_VIEWER_LIMITS
+        {
+            self.viewer_counters.too_many_viewers += 1;
+            return Err(ViewerRefused::TooManyViewers);
+        }
+        let (tokens, at) = self
+            .viewer_limits
+            .entry(limit_key)
+            .or_insert((VIEWER_BURST, now_us));
+        let earned = now_us.saturating_sub(*at) / VIEWER_INTERVAL_US;
+        if earned > 0 {
+            *tokens = (*tokens)
+                .saturating_add(u32::try_from(earned).unwrap_or(u32::MAX))
+                .min(VIEWER_BURST);
+            *at = at.saturating_add(earned.saturating_mul(VIEWER_INTERVAL_US));
+        }
+        if *tokens == 0 {
+            self.viewer_counters.too_frequent += 1;
+            return Err(ViewerRefused::TooFrequent);
+        }
+        *tokens -= 1;
+        self.viewer_counters.accepted += 1;
+        if let Some(st) = self.streams.get_mut(&key) {
+            st.viewer = Some((now_us, v.clone()));
+        }
+        if self.viewer_pending.len() < MAX_VIEWER_PENDING {
+            self.viewer_pending.push(v);
+        }
+        Ok(())
+    }
+
+    /// A viewer report refused before it reached the hub (malformed or too large).
+    pub fn viewer_refused_input(&mut self, too_large: bool) {
+        if too_large {
+            self.viewer_counters.too_large += 1;
+        } else {
+            self.viewer_counters.malformed += 1;
+        }
+    }
+
+    /// The viewer reports since the last call (for MQTT and storage).
+    pub fn take_viewers(&mut self) -> Vec<Viewer> {
+        std::mem::take(&mut self.viewer_pending)
+    }
+
+    pub fn viewer_counters(&self) -> ViewerCounters {
+        self.viewer_counters
+    }
+
+    /// Every stream as the fleet dashboard shows it, at `now_us`.
+    pub fn fleet(&self, now_us: i64) -> Vec<FleetRow> {
+        self.streams
+            .iter()
+            .map(|(key, st)| {
+                let device = self.devices.get(&key.0);
+                let info = device
+                    .and_then(|d| d.status.as_ref())
+                    .and_then(|s| s.streams.iter().find(|i| i.id == key.1));
+                let encoder = st
+                    .last_stats
+                    .as_ref()
+                    .map(|s| (s.encoder.clone(), s.hardware))
+                    .or_else(|| info.map(|i| (i.encoder.clone(), i.hardware)))
+                    .filter(|(e, _)| !e.is_empty());
+                FleetRow {
+                    device: key.0.clone(),
+                    stream: key.1.clone(),
+                    online: device.is_some_and(|d| d.online),
+                    since_us: device.filter(|d| d.status.is_some()).map(|d| d.since_us),
+                    last: st.last.clone(),
+                    stats: st.last_stats.clone(),
+                    encoder,
+                    history: st.history.iter().copied().collect(),
+                    viewer: st
+                        .viewer
+                        .as_ref()
+                        .filter(|(at, _)| now_us.saturating_sub(*at) < VIEWER_FRESH_US)
+                        .map(|(_, v)| v.clone()),
+                }
+            })
+            .collect()
     }
 
     pub fn counters(&self) -> Counters {
@@ -209,6 +400,7 @@ impl Hub {
             online: false,
             status: None,
             status_at_us: now_us,
+            since_us: now_us,
             clock: ClockEstimator::new(s.clock_window_us, s.max_rtt_us),
             next_ping_us: now_us,
         })
@@ -245,6 +437,9 @@ impl Hub {
             let d = self.device(&device_id, now_us);
             if online && !d.online {
                 d.next_ping_us = now_us;
+            }
+            if online != d.online || d.status.is_none() {
+                d.since_us = now_us;
             }
             d.online = online;
             d.status = Some(status);
@@ -325,6 +520,7 @@ impl Hub {
         let st = self.stream(&key, now_us);
         st.publisher_fps = Some(stats.publisher_fps);
         st.stats = Some(stats.clone());
+        st.last_stats = Some(stats.clone());
     }
 
     /// A clock pong, received at `now_us`.
@@ -516,6 +712,10 @@ impl Hub {
             st.errors = 0;
             st.playlist_requests = 0;
             st.media_requests = 0;
+            if st.history.len() >= HISTORY {
+                st.history.pop_front();
+            }
+            st.history.push_back(latency.p50_ms.map(|v| v as f32));
             st.last = Some(latency.clone());
             out.push(Closed {
                 latency,

@@ -10,6 +10,8 @@
 //! - `run`: the runtime (MQTT client, embedded `broker`, receivers, `api`).
 //! - `auth`: login for people, tokens for machines.
 //! - `store`: history in SQLite or PostgreSQL, roll-ups and retention.
+//! - `dashboard`, `hls_proxy`: the fleet dashboard's pages, live updates,
+//!   viewer reports and the HLS proxy its player reads through.
 
 pub mod aggregate;
 pub mod allow;
@@ -20,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod dashboard;
 pub mod hls;
+pub mod hls_proxy;
 pub mod hub;
 pub mod login;
 pub mod matcher;

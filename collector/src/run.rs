@@ -437,7 +437,7 @@ impl MainLoop {
                 Ok(p) => hub.on_pong(&device, &p, at_us),
                 Err(e) => self.malformed(&mut hub, topic, &e),
             },
-            Topic::Latency { .. } | Topic::ClockPing { .. } => {}
+            Topic::Latency { .. } | Topic::Viewer { .. } | Topic::ClockPing { .. } => {}
         }
         Vec::new()
     }
@@ -468,7 +468,11 @@ impl MainLoop {
     }
 
     fn tick(&mut self) {
-        let closed = lock(&self.hub).close(wall_us());
+        let (closed, viewers) = {
+            let mut hub = lock(&self.hub);
+            (hub.close(wall_us()), hub.take_viewers())
+        };
+        self.viewers(viewers);
         for s in closed.iter().map(|c| &c.latency) {
             if self.live {
                 println!("{}", live_line(s));
@@ -501,6 +505,44 @@ impl MainLoop {
         }
         self.storage
             .push_closed(&closed, std::mem::take(&mut self.pending));
+    }
+}
+
+impl MainLoop {
+    /// Viewer reports from the dashboard's players: published on MQTT
+    /// (QoS 0, not retained) and stored with the next batch.
+    fn viewers(&mut self, viewers: Vec<messages::Viewer>) {
+        for v in viewers {
+            if self.publish_latency {
+                if let Ok(payload) = messages::encode(&v) {
+                    let topic = self.topics.viewer(&v.device, &v.stream);
+                    match self
+                        .client
+                        .try_publish(topic, QoS::AtMostOnce, false, payload)
+                    {
+                        Ok(()) => self.health.mqtt_published.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => self
+                            .health
+                            .mqtt_publish_failures
+                            .fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            }
+            if self.storage.enabled() {
+                self.pending.viewers.push(crate::store::ViewerRow {
+                    device: v.device,
+                    stream: v.stream,
+                    viewer: v.viewer,
+                    start_us: v.window_start_us,
+                    frames: i64::try_from(v.frames).unwrap_or(i64::MAX),
+                    p50_ms: v.p50_ms,
+                    p95_ms: v.p95_ms,
+                    buffer_ms: v.buffer_ms,
+                    stalls: i64::try_from(v.stalls).unwrap_or(i64::MAX),
+                    uncertainty_ms: Some(v.uncertainty_ms),
+                });
+            }
+        }
     }
 }
 

@@ -93,6 +93,7 @@ fn client() -> reqwest::blocking::Client {
 /// A route's pattern with sample parameters.
 fn sample(path: &str) -> String {
     path.replace("{device}", "dev")
+        .replace("{*rest}", "index.m3u8")
         .replace("{stream}", "cam0")
         .replace("{name}", "nobody")
 }

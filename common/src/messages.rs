@@ -31,6 +31,8 @@ pub const SCHEMA_CLOCK_PING: &str = "glasswatch.clock_ping/1";
 pub const SCHEMA_CLOCK_PONG: &str = "glasswatch.clock_pong/1";
 /// Schema id of [`Latency`].
 pub const SCHEMA_LATENCY: &str = "glasswatch.latency/1";
+/// Schema id of [`Viewer`].
+pub const SCHEMA_VIEWER: &str = "glasswatch.viewer/1";
 
 /// [`Status::reason`] of the offline status an agent publishes when it shuts down cleanly.
 pub const REASON_SHUTDOWN: &str = "shutdown";
@@ -580,6 +582,55 @@ impl Message for Latency {
     const NAME: &'static str = "latency";
 }
 
+/// What one dashboard viewer saw of one stream over one window (normally one second), on
+/// `{root}/v1/devices/{device}/streams/{stream}/viewer`, QoS 0, not retained, published by the
+/// collector for every report a browser's player sends it. Viewer latency is shown − capture:
+/// `shown` is when the browser presented the frame (`requestVideoFrameCallback`, or `timeupdate`
+/// where that is missing), moved onto the collector's clock by the browser's measured offset;
+/// `capture` is the SEI stamp's, moved by the device's offset. Figures are null when the window
+/// showed no stamped frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Viewer {
+    /// Always "glasswatch.viewer/1".
+    #[schemars(extend("const" = SCHEMA_VIEWER))]
+    pub schema: String,
+    /// Device id, as in the topic.
+    #[schemars(pattern(ID_PATTERN))]
+    pub device: String,
+    /// Stream id, as in the topic.
+    #[schemars(pattern(ID_PATTERN))]
+    pub stream: String,
+    /// Who watched: the logged-in user (or "anonymous") and a random id of the page.
+    pub viewer: String,
+    /// Start of the window, µs since the Unix epoch (collector clock).
+    pub window_start_us: i64,
+    /// End of the window, µs since the Unix epoch (collector clock).
+    pub window_end_us: i64,
+    /// Stamped frames the player presented in the window.
+    pub frames: u64,
+    /// Viewer latency (shown − capture) median, ms.
+    pub p50_ms: Option<f64>,
+    /// Viewer latency 95th percentile, ms.
+    pub p95_ms: Option<f64>,
+    /// Viewer latency maximum, ms.
+    pub max_ms: Option<f64>,
+    /// Media the player held ahead of the playhead at the end of the window, ms.
+    pub buffer_ms: Option<f64>,
+    /// Times playback stalled (waiting for data) in the window.
+    pub stalls: u64,
+    /// ± of the figures, ms: half the round trip of the browser's clock sample, the device's
+    /// clock uncertainty and, with `timeupdate`, the spacing of its events.
+    #[schemars(range(min = 0.0))]
+    pub uncertainty_ms: f64,
+    /// How frames were seen shown: "rvfc" (`requestVideoFrameCallback`) or "timeupdate".
+    pub method: String,
+}
+
+impl Message for Viewer {
+    const SCHEMA: &'static str = SCHEMA_VIEWER;
+    const NAME: &'static str = "viewer";
+}
+
 /// The JSON Schemas (draft 2020-12) of every payload and of a frame record, with the file name
 /// each has in `docs/schemas/`. Descriptions are the types' doc comments, unwrapped.
 pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
@@ -595,6 +646,7 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("clock_ping.schema.json", schema::<ClockPing>()),
         ("clock_pong.schema.json", schema::<ClockPong>()),
         ("latency.schema.json", schema::<Latency>()),
+        ("viewer.schema.json", schema::<Viewer>()),
         ("frame_record.schema.json", schema::<FrameRecord>()),
     ]
 }

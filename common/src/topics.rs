@@ -72,6 +72,8 @@ pub enum Topic {
     Stats { device: String, stream: String },
     /// `{root}/v1/devices/{device}/streams/{stream}/latency`
     Latency { device: String, stream: String },
+    /// `{root}/v1/devices/{device}/streams/{stream}/viewer`
+    Viewer { device: String, stream: String },
     /// `{root}/v1/devices/{device}/clock/ping`
     ClockPing { device: String },
     /// `{root}/v1/devices/{device}/clock/pong`
@@ -86,6 +88,7 @@ impl Topic {
             | Topic::Frames { device, .. }
             | Topic::Stats { device, .. }
             | Topic::Latency { device, .. }
+            | Topic::Viewer { device, .. }
             | Topic::ClockPing { device }
             | Topic::ClockPong { device } => device,
         }
@@ -96,7 +99,8 @@ impl Topic {
         match self {
             Topic::Frames { stream, .. }
             | Topic::Stats { stream, .. }
-            | Topic::Latency { stream, .. } => Some(stream),
+            | Topic::Latency { stream, .. }
+            | Topic::Viewer { stream, .. } => Some(stream),
             Topic::Status { .. } | Topic::ClockPing { .. } | Topic::ClockPong { .. } => None,
         }
     }
@@ -184,6 +188,11 @@ impl Topics {
         self.stream(device, stream, "latency")
     }
 
+    /// `{root}/v1/devices/{device}/streams/{stream}/viewer`: what dashboard viewers saw.
+    pub fn viewer(&self, device: &str, stream: &str) -> String {
+        self.stream(device, stream, "viewer")
+    }
+
     /// `{root}/v1/devices/{device}/clock/ping`: the collector's clock probe.
     pub fn clock_ping(&self, device: &str) -> String {
         format!("{}/clock/ping", self.device(device))
@@ -206,6 +215,7 @@ impl Topics {
             Topic::Frames { device, stream } => self.frames(device, stream),
             Topic::Stats { device, stream } => self.stats(device, stream),
             Topic::Latency { device, stream } => self.latency(device, stream),
+            Topic::Viewer { device, stream } => self.viewer(device, stream),
             Topic::ClockPing { device } => self.clock_ping(device),
             Topic::ClockPong { device } => self.clock_pong(device),
         }
@@ -231,6 +241,7 @@ impl Topics {
                     "frames" => Topic::Frames { device, stream },
                     "stats" => Topic::Stats { device, stream },
                     "latency" => Topic::Latency { device, stream },
+                    "viewer" => Topic::Viewer { device, stream },
                     _ => return None,
                 }
             }
@@ -298,6 +309,10 @@ mod tests {
                     stream: s(),
                 },
                 Topic::Latency {
+                    device: d(),
+                    stream: s(),
+                },
+                Topic::Viewer {
                     device: d(),
                     stream: s(),
                 },

@@ -38,6 +38,7 @@
 pub mod agent;
 pub mod bins;
 pub mod chain;
+pub mod chromium;
 pub mod collector;
 pub mod ffmpeg;
 pub mod http;
