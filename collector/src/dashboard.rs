@@ -469,8 +469,8 @@ pub struct StreamLatest {
     pub last: Option<Latency>,
     /// The agent's last stats.
     pub stats: Option<Stats>,
-    /// Glass-to-HLS p50 of the last minute's windows, oldest first.
-    pub history: Vec<Option<f32>>,
+    /// Glass-to-HLS p50 of the last minute's windows, oldest first (ms, to 0.1).
+    pub history: Vec<Option<f64>>,
     /// The last viewer report, if one arrived in the last 5 s.
     pub viewer: Option<Viewer>,
 }
@@ -494,7 +494,11 @@ async fn stream_latest(
         hardware: r.encoder.as_ref().map(|e| e.1),
         last: r.last,
         stats: r.stats,
-        history: r.history,
+        history: r
+            .history
+            .iter()
+            .map(|h| h.map(|v| (f64::from(v) * 10.0).round() / 10.0))
+            .collect(),
         viewer: r.viewer,
     }))
 }

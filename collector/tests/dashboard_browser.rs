@@ -158,6 +158,16 @@ fn check_pages(b: &Chromium, base: &str, device: &str, label: &str) -> Vec<(f64,
         }
     }
     assert!(!samples.is_empty());
+    println!(
+        "player: {}",
+        b.execute(
+            "const s = window.__glasswatchViewer; const v = document.getElementById('video'); \
+             return {buffer_ms: s.viewer && s.viewer.buffer_ms, jumps: s.jumps, rate: v.playbackRate, \
+             mode: s.mode, errors: s.hlsErrors, reports: s.reports};",
+            &[]
+        )
+        .unwrap_or_default()
+    );
     // The viewer's p50 lies above the glass-to-HLS p50 of the same second.
     let above = samples.iter().filter(|(v, g, _, _)| v > g).count();
     assert!(

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use glasswatch_common::messages::{
     decode, encode, json_schemas, ClockPing, ClockPong, FramesBatch, Latency, Message, Stats,
-    Status, SCHEMA_CLOCK_PING, SCHEMA_CLOCK_PONG, SCHEMA_FRAMES, SCHEMA_LATENCY, SCHEMA_STATS,
-    SCHEMA_STATUS,
+    Status, Viewer, SCHEMA_CLOCK_PING, SCHEMA_CLOCK_PONG, SCHEMA_FRAMES, SCHEMA_LATENCY,
+    SCHEMA_STATS, SCHEMA_STATUS, SCHEMA_VIEWER,
 };
 use serde_json::Value;
 
@@ -135,6 +135,7 @@ fn docs_mqtt_examples_round_trip() {
             SCHEMA_CLOCK_PING => round_trip::<ClockPing>(&v),
             SCHEMA_CLOCK_PONG => round_trip::<ClockPong>(&v),
             SCHEMA_LATENCY => round_trip::<Latency>(&v),
+            SCHEMA_VIEWER => round_trip::<Viewer>(&v),
             other => panic!("docs/mqtt.md has an example of unknown schema {other}"),
         }
         seen.push(schema.to_owned());
@@ -146,6 +147,7 @@ fn docs_mqtt_examples_round_trip() {
         SCHEMA_CLOCK_PING,
         SCHEMA_CLOCK_PONG,
         SCHEMA_LATENCY,
+        SCHEMA_VIEWER,
     ] {
         assert!(
             seen.iter().any(|s| s == schema),

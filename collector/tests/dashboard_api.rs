@@ -1,0 +1,282 @@
+//! The dashboard's HTTP side without a browser: viewer reports (accepted,
+//! and refused with a 4xx and counted when malformed, oversized, too
+//! frequent or for an unknown stream), the clock endpoint, the assets'
+//! types, cache and security headers, the live fleet's event stream, and
+//! docs/api.md's examples for the dashboard's routes.
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use glasswatch_collector::allow::AllowList;
+use glasswatch_collector::api::{routes, AppState};
+use glasswatch_collector::auth::{Auth, Settings};
+use glasswatch_collector::dashboard::StreamLatest;
+use glasswatch_collector::hub::{self, Hub};
+use glasswatch_collector::store::rollup::Ages;
+use glasswatch_collector::store::Storage;
+use glasswatch_common::messages::{Status, StreamInfo, Viewer};
+
+struct Server {
+    base: String,
+    _rt: tokio::runtime::Runtime,
+}
+
+/// The collector's router (auth = "none") knowing `dev/cam0` at `hls_url`.
+fn serve(hls_url: &str) -> Server {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut hub = Hub::new(hub::Settings::default(), HashMap::new());
+    hub.set_allow(Arc::new(AllowList::new(None, Vec::new()).unwrap()));
+    let mut status = Status::offline("dev", 1, "test");
+    status.online = true;
+    status.streams = vec![StreamInfo {
+        id: "cam0".into(),
+        hls_url: hls_url.into(),
+        ..StreamInfo::default()
+    }];
+    hub.on_status(status, 1);
+    let state = AppState {
+        hub: Arc::new(Mutex::new(hub)),
+        storage: Storage::with_store(None, 10, Ages::default(), Duration::from_secs(1)),
+        auth: Arc::new(Auth::new(Settings {
+            enabled: false,
+            users: HashMap::new(),
+            session_ttl: Duration::from_secs(60),
+            tokens_file: None,
+            max_failures: 3,
+            window: Duration::from_secs(3),
+            trusted_proxies: Vec::new(),
+            tls: false,
+        })),
+        health: Arc::default(),
+    };
+    let (router, _) = routes(state);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(glasswatch_collector::web::serve(listener, router, None));
+    Server {
+        base: format!("http://{addr}"),
+        _rt: rt,
+    }
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+fn get(url: &str) -> (u16, String, Duration) {
+    let t = Instant::now();
+    let r = client().get(url).send().unwrap();
+    let status = r.status().as_u16();
+    let body = r.text().unwrap_or_default();
+    (status, body, t.elapsed())
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+fn report(page: &str) -> serde_json::Value {
+    let end = now_us();
+    serde_json::json!({
+        "page": page, "window_start_us": end - 1_000_000, "window_end_us": end,
+        "frames": 30, "p50_ms": 310.5, "p95_ms": 340.0, "max_ms": 351.0,
+        "buffer_ms": 190.0, "stalls": 0, "uncertainty_ms": 0.8, "method": "rvfc"
+    })
+}
+
+fn post(base: &str, path: &str, body: String) -> u16 {
+    client()
+        .post(format!("{base}{path}"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn viewer_reports_are_validated_limited_and_counted() {
+    let s = serve("http://127.0.0.1:9/dev-cam0/index.m3u8");
+    let path = "/api/v1/streams/dev/cam0/viewer";
+    assert_eq!(
+        post(&s.base, path, report("00112233aabbccdd").to_string()),
+        204
+    );
+    let (status, body, _) = get(&format!("{}{path}", s.base));
+    assert_eq!(status, 200, "{body}");
+    let v: Viewer = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (v.frames, v.p50_ms, v.viewer.as_str()),
+        (30, Some(310.5), "anonymous/00112233aabbccdd")
+    );
+    // Malformed: not JSON, unknown field, NaN-like figures, bad page id.
+    let mut bad = report("00112233aabbccdd");
+    bad["p50_ms"] = serde_json::json!(1e12);
+    for body in [
+        "{".to_owned(),
+        bad.to_string(),
+        report("not-hex").to_string(),
+        {
+            let mut r = report("00112233aabbccdd");
+            r["extra"] = serde_json::json!(1);
+            r.to_string()
+        },
+        report("00112233aabbccdd")
+            .to_string()
+            .replace("310.5", "NaN"),
+    ] {
+        assert_eq!(post(&s.base, path, body), 400);
+    }
+    // Oversized.
+    let mut big = report("00112233aabbccdd");
+    big["method"] = serde_json::json!("x".repeat(4000));
+    assert_eq!(post(&s.base, path, big.to_string()), 413);
+    // Unknown stream.
+    assert_eq!(
+        post(
+            &s.base,
+            "/api/v1/streams/dev/nope/viewer",
+            report("00112233aabbccdd").to_string()
+        ),
+        404
+    );
+    // Too frequent: a burst of 4, then one per 500 ms.
+    let codes: Vec<u16> = (0..8)
+        .map(|_| post(&s.base, path, report("0011223344556677").to_string()))
+        .collect();
+    assert_eq!(codes.iter().filter(|c| **c == 204).count(), 4, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 429).count(), 4, "{codes:?}");
+    let (_, counters, _) = get(&format!("{}/api/v1/viewers", s.base));
+    let c: serde_json::Value = serde_json::from_str(&counters).unwrap();
+    assert_eq!(c["accepted"], 5, "{c}");
+    assert_eq!(c["malformed"], 5, "{c}");
+    assert_eq!(c["too_large"], 1, "{c}");
+    assert_eq!(c["unknown_stream"], 1, "{c}");
+    assert_eq!(c["too_frequent"], 4, "{c}");
+}
+
+#[test]
+fn clock_assets_and_live_fleet() {
+    let s = serve("http://127.0.0.1:9/dev-cam0/index.m3u8");
+    let (status, body, _) = get(&format!("{}/api/v1/time", s.base));
+    assert_eq!(status, 200);
+    let t: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!((t["now_us"].as_i64().unwrap() - now_us()).abs() < 5_000_000);
+    for (name, ty) in [
+        ("fleet.js", "text/javascript"),
+        ("stream.js", "text/javascript"),
+        ("hls.mjs", "text/javascript"),
+        ("uplot.mjs", "text/javascript"),
+        ("uplot.css", "text/css"),
+        ("app.css", "text/css"),
+    ] {
+        let r = client()
+            .get(format!("{}/assets/{name}", s.base))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{name}");
+        let h = r.headers();
+        assert!(
+            h["content-type"].to_str().unwrap().starts_with(ty),
+            "{name}"
+        );
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        let etag = h["etag"].to_str().unwrap().to_owned();
+        let again = client()
+            .get(format!("{}/assets/{name}", s.base))
+            .header("if-none-match", &etag)
+            .send()
+            .unwrap();
+        assert_eq!(again.status(), 304, "{name}");
+    }
+    assert_eq!(get(&format!("{}/assets/nope.js", s.base)).0, 404);
+    for page in ["/", "/streams/dev/cam0"] {
+        let r = client().get(format!("{}{page}", s.base)).send().unwrap();
+        assert_eq!(r.status(), 200);
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+            "{csp}"
+        );
+        let html = r.text().unwrap();
+        assert!(
+            !html.contains("<script>") && !html.contains("style="),
+            "inline code in {page}"
+        );
+    }
+    // The live fleet: a snapshot at once, then deltas every second.
+    let r = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .get(format!("{}/api/v1/fleet/live", s.base))
+        .send()
+        .unwrap();
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut lines = BufReader::new(r).lines();
+    let t0 = Instant::now();
+    let mut events = Vec::new();
+    while events.len() < 3 && t0.elapsed() < Duration::from_secs(8) {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(e) = line.strip_prefix("event: ") {
+            events.push(e.to_owned());
+        }
+        if let Some(d) = line.strip_prefix("data: ") {
+            if events.len() == 1 {
+                let snap: serde_json::Value = serde_json::from_str(d).unwrap();
+                assert_eq!(snap["rows"][0][0], "dev/cam0");
+            }
+        }
+    }
+    assert_eq!(events, ["snapshot", "delta", "delta"]);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1_900),
+        "deltas come every second"
+    );
+}
+
+/// The first ```json block after docs/api.md's heading starting with `heading`.
+fn example(heading: &str) -> serde_json::Value {
+    const DOC: &str = include_str!("../../docs/api.md");
+    let at = DOC
+        .find(&format!("## `{heading}"))
+        .unwrap_or_else(|| panic!("docs/api.md has no section {heading}"));
+    let rest = &DOC[at..];
+    let start = rest.find("```json\n").unwrap() + 8;
+    let len = rest[start..].find("```").unwrap();
+    serde_json::from_str(&rest[start..start + len]).unwrap()
+}
+
+#[test]
+fn docs_examples_are_what_the_dashboard_routes_answer() {
+    let v = example("GET /api/v1/streams/{device}/{stream}`");
+    let typed: StreamLatest = serde_json::from_value(v.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&typed).unwrap(), v);
+    let v = example("POST /api/v1/streams/{device}/{stream}/viewer");
+    assert!(v["page"].is_string() && v["method"] == "rvfc");
+    let v = example("GET /api/v1/streams/{device}/{stream}/viewer");
+    let typed: Viewer = serde_json::from_value(v.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&typed).unwrap(), v);
+}
