@@ -15,7 +15,7 @@ const headers = [
   ['temperature_c', '°C'], ['spark', 'Last minute'],
 ];
 
-const perf = { firstRenderMs: null, snapshotMs: null, updates: [], rows: 0 };
+const perf = { firstRenderMs: null, snapshotMs: null, updates: [], painted: [], rows: 0 };
 window.__glasswatchPerf = perf;
 
 let columns = [];
@@ -31,6 +31,35 @@ const stateSelect = document.getElementById('state');
 
 function value(r, key) {
   return key === 'id' ? r.id : r.v[col[key]];
+}
+
+// Only rows on (or near) the screen are painted; the others are marked
+// dirty and painted when they scroll into view, so an update costs the
+// same with 1,000 streams as with 30.
+const onScreen = new Set();
+const observer = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    const r = e.target.row;
+    if (e.isIntersecting) {
+      onScreen.add(r);
+      if (r.dirty) {
+        paint(r);
+        sparkline(r);
+      }
+    } else {
+      onScreen.delete(r);
+    }
+  }
+  // The first screenful is painted with the next frame.
+  if (perf.firstRenderMs === null && onScreen.size > 0) {
+    requestAnimationFrame(() => { if (perf.firstRenderMs === null) perf.firstRenderMs = performance.now(); });
+  }
+}, { rootMargin: '300px 0px' });
+
+/** Sets a cell's text and class only when they change. */
+function set(td, text, cls) {
+  if (td.textContent !== text) td.textContent = text;
+  if (cls !== undefined && td.className !== cls) td.className = cls;
 }
 
 function buildRow(id) {
@@ -49,36 +78,36 @@ function buildRow(id) {
   canvas.width = 120;
   canvas.height = 32;
   cells.spark.append(canvas);
-  return { id, v: [], hist: [], tr, cells, canvas };
+  const r = { id, v: [], hist: [], tr, cells, canvas, dirty: true };
+  tr.row = r;
+  observer.observe(tr);
+  return r;
 }
 
 function paint(r) {
+  r.dirty = false;
   const g = (k) => r.v[col[k]];
   const c = r.cells;
   const online = g('online');
-  c.online.textContent = `${online ? 'online' : 'offline'} ${ago(g('since_us'), nowUs)}`;
-  c.online.className = online ? 'on' : 'off';
-  for (const k of ['p50_ms', 'p95_ms', 'viewer_p50_ms']) {
-    c[k].textContent = fmt(g(k));
-    c[k].className = `num ${band(g(k))}`;
-  }
+  set(c.online, `${online ? 'online' : 'offline'} ${ago(g('since_us'), nowUs)}`, online ? 'on' : 'off');
+  for (const k of ['p50_ms', 'p95_ms', 'viewer_p50_ms']) set(c[k], fmt(g(k)), `num ${band(g(k))}`);
   const pub = g('publisher_fps');
-  c.receiver_fps.textContent = `${fmt(g('receiver_fps'), 1)}${pub !== null && pub !== undefined ? ` / ${fmt(pub, 1)}` : ''}`;
-  c.receiver_fps.className = 'num';
-  c.dropped.textContent = fmt(g('dropped'));
-  c.dropped.className = g('dropped') > 0 ? 'num warn' : 'num';
+  set(c.receiver_fps, `${fmt(g('receiver_fps'), 1)}${pub !== null && pub !== undefined ? ` / ${fmt(pub, 1)}` : ''}`, 'num');
+  set(c.dropped, fmt(g('dropped')), g('dropped') > 0 ? 'num warn' : 'num');
   const enc = g('encoder');
-  c.encoder.textContent = enc ? `${enc}${g('hardware') ? ' (HW)' : ''}` : '–';
-  c.clock_offset_ms.textContent = g('clock_synced')
+  set(c.encoder, enc ? `${enc}${g('hardware') ? ' (HW)' : ''}` : '–');
+  set(c.clock_offset_ms, g('clock_synced')
     ? `${fmt(g('clock_offset_ms'), 1)} ± ${fmt(g('clock_uncertainty_ms'), 1)}`
-    : 'not synced';
-  c.cpu_percent.textContent = fmt(g('cpu_percent'));
-  c.cpu_percent.className = 'num';
-  c.temperature_c.textContent = fmt(g('temperature_c'));
-  c.temperature_c.className = 'num';
+    : 'not synced');
+  set(c.cpu_percent, fmt(g('cpu_percent')), 'num');
+  set(c.temperature_c, fmt(g('temperature_c')), 'num');
 }
 
 function sparkline(r) {
+  if (!onScreen.has(r)) {
+    r.dirty = true;
+    return;
+  }
   const ctx = r.canvas.getContext('2d');
   const w = r.canvas.width;
   const h = r.canvas.height;
@@ -167,6 +196,8 @@ function snapshot(data) {
   col = Object.fromEntries(columns.map((c, i) => [c, i]));
   setBands(data.bands_ms);
   nowUs = data.now_us;
+  for (const r of rows.values()) observer.unobserve(r.tr);
+  onScreen.clear();
   rows.clear();
   order = [];
   for (const row of data.rows) {
@@ -174,15 +205,11 @@ function snapshot(data) {
     r.v = row.slice(1);
     r.hist = (data.history[r.id] || []).slice(-HISTORY);
     rows.set(r.id, r);
-    paint(r);
   }
+  // Rows are painted as the observer finds them on screen.
   arrange();
-  for (const r of rows.values()) sparkline(r);
   perf.snapshotMs = performance.now() - t0;
   perf.rows = rows.size;
-  requestAnimationFrame(() => {
-    if (perf.firstRenderMs === null) perf.firstRenderMs = performance.now();
-  });
 }
 
 function delta(data) {
@@ -205,22 +232,36 @@ function delta(data) {
       if (u[i] === col.window_end_us) newWindow = true;
       if (u[i] === sortCol || u[i] === col.online) reorder = true;
     }
-    paint(r);
     if (newWindow) {
       r.hist.push(r.v[col.p50_ms]);
       if (r.hist.length > HISTORY) r.hist.shift();
-      sparkline(r);
+    }
+    if (onScreen.has(r)) {
+      paint(r);
+      if (newWindow) sparkline(r);
+    } else {
+      r.dirty = true;
     }
   }
   for (const id of data.gone) {
+    const r = rows.get(id);
+    if (r) {
+      observer.unobserve(r.tr);
+      onScreen.delete(r);
+    }
     rows.delete(id);
     reorder = true;
   }
-  // "since" texts age every second.
-  for (const r of order) r.cells.online.textContent = `${r.v[col.online] ? 'online' : 'offline'} ${ago(r.v[col.since_us], nowUs)}`;
+  // "since" texts age every second (on screen; the others when they show).
+  for (const r of onScreen) {
+    set(r.cells.online, `${r.v[col.online] ? 'online' : 'offline'} ${ago(r.v[col.since_us], nowUs)}`);
+  }
   if (reorder) arrange();
   perf.updates.push(performance.now() - t0);
+  // Script, style, layout and paint: until the next frame is drawn.
+  requestAnimationFrame(() => perf.painted.push(performance.now() - t0));
   if (perf.updates.length > 600) perf.updates.shift();
+  if (perf.painted.length > 600) perf.painted.shift();
 }
 
 function connect() {
