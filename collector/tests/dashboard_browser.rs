@@ -16,9 +16,12 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use glasswatch_testkit::agent::{test_pattern_config, AgentProcess};
 use glasswatch_testkit::chain::Chain;
 use glasswatch_testkit::chromium::{require_chromium, Chromium};
+use glasswatch_testkit::collector::CollectorProcess;
 use glasswatch_testkit::require_origin_stack;
+use glasswatch_testkit::{OriginOptions, RtspOrigin};
 use serde_json::Value;
 
 fn artefacts() -> PathBuf {
@@ -213,6 +216,31 @@ fn fleet_and_stream_pages_in_chromium() {
     b.goto(&format!("{base}/")).unwrap();
     let samples = check_pages(&b, &base, "dash-pi", "ll-hls");
     report("LL-HLS, auth none", &samples);
+}
+
+#[test]
+fn classic_hls_in_chromium() {
+    if !require_origin_stack() || !require_chromium() {
+        return;
+    }
+    // The chain by hand, with a classic MPEG-TS HLS origin.
+    let device = "dash-ts";
+    let path = format!("{device}-cam0");
+    let origin = RtspOrigin::start_with(&[&path], OriginOptions::default()).unwrap();
+    let (config, _) = CollectorProcess::embedded_broker_config();
+    let collector = CollectorProcess::start(&config).unwrap();
+    let _agent = AgentProcess::start(&test_pattern_config(
+        device,
+        &origin.rtsp_url(&path),
+        &origin.hls_url(&path),
+        &format!("url = \"{}\"", collector.mqtt_url()),
+    ))
+    .unwrap();
+    let base = collector.api_url();
+    let b = Chromium::start(1280, 900).unwrap();
+    b.goto(&format!("{base}/")).unwrap();
+    let samples = check_pages(&b, &base, device, "classic-hls");
+    report("classic HLS (MPEG-TS), auth none", &samples);
 }
 
 #[test]

@@ -39,15 +39,16 @@ const JUMP_BUFFER_S = 1.5;
 const LIVE_EDGE = {
   lowLatencyMode: true,
   enableWorker: false,
-  liveSyncDuration: 0.3,
-  liveMaxLatencyDuration: 5,
   maxLiveSyncPlaybackRate: 1,
   liveSyncOnStallIncrease: 0,
-  maxBufferLength: 2,
-  maxMaxBufferLength: 4,
+  maxBufferLength: 4,
+  maxMaxBufferLength: 8,
   backBufferLength: 4,
   liveDurationInfinity: true,
 };
+// Media arrives a part at a time in LL-HLS, a segment at a time in classic
+// HLS: the buffer's floor and the speed-up threshold follow that step.
+const edge = { target: TARGET_BUFFER_S, step: 0, jump: JUMP_BUFFER_S };
 
 function bufferAhead() {
   const b = video.buffered;
@@ -64,14 +65,14 @@ function keepLive() {
   const b = bufferAhead();
   if (!b) return;
   let rate = 1;
-  if (b.ahead > JUMP_BUFFER_S) {
-    video.currentTime = b.end - TARGET_BUFFER_S;
+  if (b.ahead > edge.jump) {
+    video.currentTime = b.end - edge.target;
     state.jumps += 1;
-  } else if (b.ahead > TARGET_BUFFER_S + 0.15) {
+  } else if (b.ahead > edge.target + edge.step + 0.15) {
     rate = 1.1;
-  } else if (b.ahead > TARGET_BUFFER_S + 0.04) {
+  } else if (b.ahead > edge.target + edge.step + 0.04) {
     rate = 1.03;
-  } else if (b.ahead < TARGET_BUFFER_S / 2) {
+  } else if (b.ahead < edge.target / 2) {
     rate = 0.97;
   }
   if (video.playbackRate !== rate) video.playbackRate = rate;
@@ -163,7 +164,14 @@ function startPlayer(me) {
     },
   });
   state.meter = meter;
-  const hls = new Hls(LIVE_EDGE);
+  let hls;
+  try {
+    hls = new Hls(LIVE_EDGE);
+  } catch (e) {
+    support.textContent += ` The player did not start: ${e.message}`;
+    state.hlsErrors.push(String(e.message));
+    return;
+  }
   hls.on(Hls.Events.FRAG_PARSING_USERDATA, (_, data) => {
     meter.onUserData(data.samples);
     state.stamps = meter.stamps;
@@ -177,7 +185,19 @@ function startPlayer(me) {
     }
   });
   hls.on(Hls.Events.LEVEL_LOADED, (_, data) => {
-    state.mode = data.details.partList?.length ? 'll-hls' : 'hls';
+    const d = data.details;
+    state.mode = d.partList?.length ? 'll-hls' : 'hls';
+    if (state.mode === 'll-hls') {
+      // Parts are small: the floor alone (at least two parts).
+      edge.step = 0;
+      edge.target = Math.max(TARGET_BUFFER_S, 2 * (d.partTarget || 0.1));
+    } else {
+      // A whole segment lands at once: keep one segment's worth in hand.
+      edge.step = d.targetduration || 2;
+      edge.target = edge.step + TARGET_BUFFER_S;
+    }
+    edge.jump = edge.target + edge.step + JUMP_BUFFER_S;
+    state.edge = edge;
   });
   const src = `/hls/${device}/${stream}/index.m3u8`;
   hls.loadSource(src);
