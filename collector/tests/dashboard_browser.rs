@@ -16,10 +16,12 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use glasswatch_common::messages::{self, Viewer};
 use glasswatch_testkit::agent::{test_pattern_config, AgentProcess};
 use glasswatch_testkit::chain::Chain;
 use glasswatch_testkit::chromium::{require_chromium, Chromium};
 use glasswatch_testkit::collector::CollectorProcess;
+use glasswatch_testkit::mosquitto::Subscriber;
 use glasswatch_testkit::require_origin_stack;
 use glasswatch_testkit::{OriginOptions, RtspOrigin};
 use serde_json::Value;
@@ -166,7 +168,7 @@ fn check_pages(b: &Chromium, base: &str, device: &str, label: &str) -> Vec<(f64,
         b.execute(
             "const s = window.__glasswatchViewer; const v = document.getElementById('video'); \
              return {buffer_ms: s.viewer && s.viewer.buffer_ms, jumps: s.jumps, rate: v.playbackRate, \
-             mode: s.mode, errors: s.hlsErrors, reports: s.reports};",
+             mode: s.mode, errors: s.hlsErrors, reports: s.reports, stalls_after_s: s.stalls};",
             &[]
         )
         .unwrap_or_default()
@@ -212,10 +214,28 @@ fn fleet_and_stream_pages_in_chromium() {
         .wait_for_frames(3, Duration::from_secs(60))
         .expect("the chain measures");
     let base = chain.collector.api_url();
+    let port: u16 = chain
+        .collector
+        .mqtt_url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let viewers = Subscriber::start_at(port, "glasswatch/v1/devices/+/streams/+/viewer").unwrap();
     let b = Chromium::start(1280, 900).unwrap();
     b.goto(&format!("{base}/")).unwrap();
     let samples = check_pages(&b, &base, "dash-pi", "ll-hls");
     report("LL-HLS, auth none", &samples);
+    // The reports went out on MQTT too, as documented.
+    let published: Vec<Viewer> = viewers
+        .messages("glasswatch/v1/devices/dash-pi/streams/cam0/viewer")
+        .iter()
+        .filter_map(|(_, p)| messages::decode::<Viewer>(p.as_bytes()).ok())
+        .collect();
+    assert!(
+        published.iter().any(|v| v.frames > 0 && v.p50_ms.is_some()),
+        "no viewer report on MQTT: {published:?}"
+    );
 }
 
 #[test]

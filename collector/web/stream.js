@@ -20,6 +20,7 @@ const support = document.getElementById('support');
 const state = {
   latest: null, viewer: null, mse: null, rvfc: null, stamps: 0, frames: 0,
   lastLatency: null, reports: null, hlsErrors: [], mode: null, jumps: 0,
+  stalls: [], playingSince: null,
 };
 window.__glasswatchViewer = state;
 const viewerBySecond = new Map();
@@ -207,6 +208,12 @@ function startPlayer(me) {
   hls.on(Hls.Events.MANIFEST_PARSED, play);
   video.addEventListener('canplay', play);
   setInterval(keepLive, 100);
+  // Stalls, with the seconds of playback they came after (for the notes).
+  video.addEventListener('playing', () => { if (state.playingSince === null) state.playingSince = performance.now(); });
+  video.addEventListener('waiting', () => {
+    if (state.playingSince !== null) state.stalls.push(Math.round((performance.now() - state.playingSince) / 100) / 10);
+    if (state.stalls.length > 100) state.stalls.shift();
+  });
   state.hls = hls;
 }
 
