@@ -17,7 +17,8 @@
 # URL during the first step, its memory and CPU as one reader per stream
 # (ffmpeg 5.1 ignores LL-HLS parts and reads the segments).
 # BROKER=mosquitto runs the collector against a mosquitto instead of its
-# embedded broker, which leaves the broker's commit logs out of its RSS.
+# embedded broker, which leaves the broker's queues and retained messages out
+# of its RSS (bench/broker_memory.sh runs both side by side).
 # Target: <= 256 KiB per stream.
 set -euo pipefail
 cd "$(dirname "$0")/.."
