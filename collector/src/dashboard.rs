@@ -480,10 +480,8 @@ async fn stream_latest(
     Path((device, stream)): Path<(String, String)>,
 ) -> Result<Json<StreamLatest>, ApiError> {
     check_ids(&device, &stream)?;
-    let rows = lock(&state).fleet(wall_us());
-    let r = rows
-        .into_iter()
-        .find(|r| r.device == device && r.stream == stream)
+    let r = lock(&state)
+        .fleet_one(&device, &stream, wall_us())
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such stream"))?;
     Ok(Json(StreamLatest {
         device: r.device,
@@ -685,9 +683,7 @@ async fn viewer_latest(
 ) -> Result<Json<Viewer>, ApiError> {
     check_ids(&device, &stream)?;
     lock(&state)
-        .fleet(wall_us())
-        .into_iter()
-        .find(|r| r.device == device && r.stream == stream)
+        .fleet_one(&device, &stream, wall_us())
         .and_then(|r| r.viewer)
         .map(Json)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no viewer report in the last 5 s"))

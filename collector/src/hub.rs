@@ -352,34 +352,44 @@ impl Hub {
     pub fn fleet(&self, now_us: i64) -> Vec<FleetRow> {
         self.streams
             .iter()
-            .map(|(key, st)| {
-                let device = self.devices.get(&key.0);
-                let info = device
-                    .and_then(|d| d.status.as_ref())
-                    .and_then(|s| s.streams.iter().find(|i| i.id == key.1));
-                let encoder = st
-                    .last_stats
-                    .as_ref()
-                    .map(|s| (s.encoder.clone(), s.hardware))
-                    .or_else(|| info.map(|i| (i.encoder.clone(), i.hardware)))
-                    .filter(|(e, _)| !e.is_empty());
-                FleetRow {
-                    device: key.0.clone(),
-                    stream: key.1.clone(),
-                    online: device.is_some_and(|d| d.online),
-                    since_us: device.filter(|d| d.status.is_some()).map(|d| d.since_us),
-                    last: st.last.clone(),
-                    stats: st.last_stats.clone(),
-                    encoder,
-                    history: st.history.iter().copied().collect(),
-                    viewer: st
-                        .viewer
-                        .as_ref()
-                        .filter(|(at, _)| now_us.saturating_sub(*at) < VIEWER_FRESH_US)
-                        .map(|(_, v)| v.clone()),
-                }
-            })
+            .map(|(key, st)| self.fleet_row(key, st, now_us))
             .collect()
+    }
+
+    /// One stream as the dashboard shows it, if the hub knows it.
+    pub fn fleet_one(&self, device: &str, stream: &str, now_us: i64) -> Option<FleetRow> {
+        let key = (device.to_owned(), stream.to_owned());
+        self.streams
+            .get(&key)
+            .map(|st| self.fleet_row(&key, st, now_us))
+    }
+
+    fn fleet_row(&self, key: &StreamKey, st: &StreamState, now_us: i64) -> FleetRow {
+        let device = self.devices.get(&key.0);
+        let info = device
+            .and_then(|d| d.status.as_ref())
+            .and_then(|s| s.streams.iter().find(|i| i.id == key.1));
+        let encoder = st
+            .last_stats
+            .as_ref()
+            .map(|s| (s.encoder.clone(), s.hardware))
+            .or_else(|| info.map(|i| (i.encoder.clone(), i.hardware)))
+            .filter(|(e, _)| !e.is_empty());
+        FleetRow {
+            device: key.0.clone(),
+            stream: key.1.clone(),
+            online: device.is_some_and(|d| d.online),
+            since_us: device.filter(|d| d.status.is_some()).map(|d| d.since_us),
+            last: st.last.clone(),
+            stats: st.last_stats.clone(),
+            encoder,
+            history: st.history.iter().copied().collect(),
+            viewer: st
+                .viewer
+                .as_ref()
+                .filter(|(at, _)| now_us.saturating_sub(*at) < VIEWER_FRESH_US)
+                .map(|(_, v)| v.clone()),
+        }
     }
 
     pub fn counters(&self) -> Counters {

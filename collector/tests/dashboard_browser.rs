@@ -130,7 +130,14 @@ fn check_pages(b: &Chromium, base: &str, device: &str, label: &str) -> Vec<(f64,
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut samples = Vec::new();
     let mut last_seen = 0;
-    while Instant::now() < deadline + Duration::from_secs(25) {
+    // GLASSWATCH_VIEWER_SECONDS=300 watches longer (the stall count over
+    // five minutes, for the notes).
+    let wanted: usize = std::env::var("GLASSWATCH_VIEWER_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+        .clamp(5, 900);
+    while Instant::now() < deadline + Duration::from_secs(5 + 2 * wanted as u64) {
         std::thread::sleep(Duration::from_millis(1000));
         let latest = page_get(b, &api);
         let v = &latest["viewer"];
@@ -158,7 +165,7 @@ fn check_pages(b: &Chromium, base: &str, device: &str, label: &str) -> Vec<(f64,
                 )
             );
         }
-        if samples.len() >= 20 {
+        if samples.len() >= wanted {
             break;
         }
     }
