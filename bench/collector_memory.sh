@@ -55,6 +55,7 @@ cat > "$work/collector.toml" <<TOML
 $mqtt_table
 [http]
 listen = "127.0.0.1:$api"
+auth = "none"
 TOML
 target/release/glasswatch-collector --config "$work/collector.toml" \
   > "$work/collector.out" 2> "$work/collector.log" & collector=$!; pids+=("$collector")

@@ -44,7 +44,10 @@ fn settings(enabled: bool) -> Settings {
 async fn serve(enabled: bool) -> (SocketAddr, Arc<Auth>) {
     let auth = Arc::new(Auth::new(settings(enabled)));
     let state = AppState {
-        hub: Arc::new(Mutex::new(Hub::new(hub::Settings::default(), HashMap::new()))),
+        hub: Arc::new(Mutex::new(Hub::new(
+            hub::Settings::default(),
+            HashMap::new(),
+        ))),
         storage: Storage::with_store(None, 10, Ages::default(), Duration::from_secs(1)),
         auth: auth.clone(),
         health: Arc::default(),
@@ -52,7 +55,11 @@ async fn serve(enabled: bool) -> (SocketAddr, Arc<Auth>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.set_nonblocking(true).expect("nonblocking");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(glasswatch_collector::web::serve(listener, routes(state).0, None));
+    tokio::spawn(glasswatch_collector::web::serve(
+        listener,
+        routes(state).0,
+        None,
+    ));
     (addr, auth)
 }
 

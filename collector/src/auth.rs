@@ -196,7 +196,8 @@ pub fn check_hash(hash: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn verify(password: &str, hash: &str) -> bool {
+/// Whether `password` matches an argon2id PHC `hash` (slow by design).
+pub fn verify(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
         .map(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
         .unwrap_or(false)

@@ -115,6 +115,10 @@ pub struct Stats {
     pub dropped: u64,
     /// Connections closed at once because [`Limits::max_connections`] were open.
     pub refused: u64,
+    /// Publishes and subscriptions a device made outside its own topics.
+    pub unauthorized: u64,
+    /// Logins refused (unknown user or wrong password).
+    pub bad_logins: u64,
     /// Retained messages held, and their bytes.
     pub retained: usize,
     pub retained_bytes: usize,
@@ -133,6 +137,15 @@ impl Broker {
     /// Binds `listen` (a taken port is an error here, not later) and runs the
     /// broker on a thread of its own. Clients can connect once this returns.
     pub fn spawn(listen: SocketAddr, limits: Limits) -> anyhow::Result<Broker> {
+        Broker::spawn_with(listen, limits, None)
+    }
+
+    /// Like [`Broker::spawn`], requiring the logins of `auth` when given.
+    pub fn spawn_with(
+        listen: SocketAddr,
+        limits: Limits,
+        auth: Option<Logins>,
+    ) -> anyhow::Result<Broker> {
         let listener = std::net::TcpListener::bind(listen).with_context(|| {
             format!("the embedded MQTT broker cannot listen on {listen} (set mqtt.listen, or mqtt.url to use another broker)")
         })?;
@@ -148,10 +161,13 @@ impl Broker {
             .context("starting the embedded broker's runtime")?;
         let shared = Arc::new(Shared {
             limits,
+            auth: auth.map(Arc::new),
             state: Mutex::new(State::default()),
             open: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
+            unauthorized: AtomicU64::new(0),
+            bad_logins: AtomicU64::new(0),
         });
         let serving = shared.clone();
         std::thread::Builder::new()
@@ -173,6 +189,8 @@ impl Broker {
             connections: self.shared.open.load(Ordering::Relaxed),
             dropped: state.dropped,
             refused: self.shared.refused.load(Ordering::Relaxed),
+            unauthorized: self.shared.unauthorized.load(Ordering::Relaxed),
+            bad_logins: self.shared.bad_logins.load(Ordering::Relaxed),
             retained: state.retained.len(),
             retained_bytes: state.retained_bytes,
             queued_bytes: state
@@ -186,10 +204,45 @@ impl Broker {
 
 /// Starts the broker on `listen` in the background with the default
 /// [`Limits`]; fails if the address cannot be bound.
-pub fn start(listen: SocketAddr) -> anyhow::Result<()> {
-    let broker = Broker::spawn(listen, Limits::default())?;
-    tracing::info!(listen = %broker.local_addr(), "embedded MQTT broker started");
-    Ok(())
+pub fn start(listen: SocketAddr, auth: Option<Logins>) -> anyhow::Result<Broker> {
+    let logins = auth.is_some();
+    let broker = Broker::spawn_with(listen, Limits::default(), auth)?;
+    tracing::info!(listen = %broker.local_addr(), logins, "embedded MQTT broker started");
+    Ok(broker)
+}
+
+/// Checks a CONNECT's login; `Some(device)` for a device, `None` for the
+/// collector itself.
+async fn login(
+    auth: &Arc<Logins>,
+    login: Option<&mqttbytes::v4::Login>,
+) -> Result<Option<String>, ()> {
+    let Some(login) = login else {
+        return Err(());
+    };
+    let (name, password) = (login.username.clone(), login.password.clone());
+    if name == auth.collector.0 {
+        let ok = name.len() == auth.collector.0.len()
+            && password.len() == auth.collector.1.len()
+            && password
+                .bytes()
+                .zip(auth.collector.1.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        return if ok { Ok(None) } else { Err(()) };
+    }
+    let Some(hash) = auth.devices.get(&name).cloned() else {
+        return Err(());
+    };
+    // argon2 takes tens of milliseconds: off the broker's thread.
+    let ok = tokio::task::spawn_blocking(move || crate::auth::verify(&password, &hash))
+        .await
+        .unwrap_or(false);
+    if ok {
+        Ok(Some(name))
+    } else {
+        Err(())
+    }
 }
 
 /// One published message as its subscribers get it: topic and payload are
@@ -259,10 +312,90 @@ struct State {
 #[derive(Debug)]
 struct Shared {
     limits: Limits,
+    auth: Option<Arc<Logins>>,
     state: Mutex<State>,
     open: AtomicUsize,
     refused: AtomicU64,
     next_id: AtomicU64,
+    /// Publishes and subscriptions refused by the topic rules, and logins refused.
+    unauthorized: AtomicU64,
+    bad_logins: AtomicU64,
+}
+
+/// Who may connect, and under which topics each device may publish.
+///
+/// With logins, every client names itself: a device with its device id and
+/// its password (argon2id hashes in `mqtt.users_file`), the collector with
+/// an internal name and a password made at each start. A device may
+/// publish only under `{root}/v1/devices/{device}/` (its status, frames,
+/// stats and clock pongs, not the collector's latency, viewer or pings) and
+/// subscribe only there; anything else it sends is dropped and counted. The
+/// collector may do everything.
+#[derive(Debug, Clone)]
+pub struct Logins {
+    /// Device id to argon2id hash.
+    pub devices: HashMap<String, String>,
+    /// The collector's own login.
+    pub collector: (String, String),
+    /// The topic root (`glasswatch`).
+    pub root: String,
+}
+
+impl Logins {
+    /// Reads `name:hash` lines (`#` comments and blank lines ignored);
+    /// names must be device ids and hashes argon2id.
+    pub fn read_users(path: &std::path::Path) -> anyhow::Result<HashMap<String, String>> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading mqtt.users_file {}", path.display()))?;
+        let mut users = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (name, hash) = line
+                .split_once(':')
+                .with_context(|| format!("{}:{}: expected device:hash", path.display(), i + 1))?;
+            if !glasswatch_common::topics::valid_id(name) {
+                anyhow::bail!(
+                    "{}:{}: `{name}` is not a device id ([a-z0-9_-]{{1,64}})",
+                    path.display(),
+                    i + 1
+                );
+            }
+            crate::auth::check_hash(hash)
+                .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+            users.insert(name.to_owned(), hash.to_owned());
+        }
+        Ok(users)
+    }
+
+    /// The device a topic belongs to may publish it: `status`, `clock/pong`,
+    /// and `streams/{stream}/frames|stats`.
+    fn may_publish(&self, device: &str, topic: &str) -> bool {
+        let Some(rest) = topic
+            .strip_prefix(self.root.as_str())
+            .and_then(|t| t.strip_prefix("/v1/devices/"))
+            .and_then(|t| t.strip_prefix(device))
+            .and_then(|t| t.strip_prefix('/'))
+        else {
+            return false;
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        matches!(
+            parts.as_slice(),
+            ["status"] | ["clock", "pong"] | ["streams", _, "frames" | "stats"]
+        )
+    }
+
+    /// A device may subscribe only under its own topics (its clock pings).
+    fn may_subscribe(&self, device: &str, filter: &str) -> bool {
+        filter
+            .strip_prefix(self.root.as_str())
+            .and_then(|t| t.strip_prefix("/v1/devices/"))
+            .and_then(|t| t.strip_prefix(device))
+            .is_some_and(|rest| rest.starts_with('/'))
+    }
 }
 
 impl Shared {
@@ -573,6 +706,28 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared
         .await;
         return;
     }
+    let device = match &shared.auth {
+        None => None,
+        Some(auth) => match login(auth, connect.login.as_ref()).await {
+            Ok(device) => device,
+            Err(()) => {
+                let n = shared.bad_logins.fetch_add(1, Ordering::Relaxed) + 1;
+                if n <= 10 || n.is_power_of_two() {
+                    tracing::warn!(
+                        %peer,
+                        user = connect.login.as_ref().map_or("", |l| l.username.as_str()),
+                        "embedded MQTT broker: login refused ({n} so far)"
+                    );
+                }
+                write_now(
+                    &mut stream,
+                    Packet::ConnAck(ConnAck::new(ConnectReturnCode::NotAuthorized, false)),
+                )
+                .await;
+                return;
+            }
+        },
+    };
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let client_id = if connect.client_id.is_empty() {
         if !connect.clean_session {
@@ -603,6 +758,20 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared
             return;
         }
     }
+    // A device's Last Will may only be its own status.
+    let will = match (&shared.auth, &device, will) {
+        (Some(auth), Some(d), Some((w, r))) if !auth.may_publish(d, &w.topic) => {
+            shared.unauthorized.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                device = d,
+                topic = w.topic,
+                "embedded MQTT broker: Last Will outside the device's topics dropped"
+            );
+            let _ = r;
+            None
+        }
+        (_, _, will) => will,
+    };
 
     let (data_tx, data_rx) = mpsc::channel(limits.max_queued_messages.max(1));
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
@@ -651,6 +820,7 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared
     let mut session = Session {
         id,
         shared,
+        device,
         control: control_tx,
         keep_alive,
         awaiting_release: HashSet::new(),
@@ -686,6 +856,9 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared
 struct Session<'a> {
     id: u64,
     shared: &'a Arc<Shared>,
+    /// The device this connection logged in as (`None`: no logins, or the
+    /// collector itself).
+    device: Option<String>,
     control: mpsc::Sender<Packet>,
     /// 1.5 times the client's keep-alive, when it has one.
     keep_alive: Option<Duration>,
@@ -695,6 +868,26 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
+    /// Whether this connection may publish to (or subscribe to) `topic`;
+    /// a refusal is counted and logged.
+    fn allowed(&self, topic: &str, rule: fn(&Logins, &str, &str) -> bool) -> bool {
+        let (Some(auth), Some(device)) = (&self.shared.auth, &self.device) else {
+            return true;
+        };
+        if rule(auth, device, topic) {
+            return true;
+        }
+        let n = self.shared.unauthorized.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= 10 || n.is_power_of_two() {
+            tracing::warn!(
+                device,
+                topic,
+                "embedded MQTT broker: outside the device's own topics, dropped ({n} so far)"
+            );
+        }
+        false
+    }
+
     async fn read_loop(&mut self, mut reader: OwnedReadHalf, mut buf: BytesMut) -> End {
         let max_packet = self.shared.limits.max_packet;
         loop {
@@ -752,7 +945,9 @@ impl Session<'_> {
                     return Err(format!("invalid topic {:?}", p.topic));
                 }
                 let (qos, pkid, retain) = (p.qos, p.pkid, p.retain);
-                let forward = qos != QoS::ExactlyOnce || self.awaiting_release.insert(pkid);
+                let allowed = self.allowed(&p.topic, Logins::may_publish);
+                let forward =
+                    allowed && (qos != QoS::ExactlyOnce || self.awaiting_release.insert(pkid));
                 if forward {
                     // A copy of exactly the payload: a slice would keep the
                     // whole read buffer alive as long as the message.
@@ -779,11 +974,20 @@ impl Session<'_> {
             // a QoS 1 or 2 delivery needs no bookkeeping.
             Packet::PubAck(_) | Packet::PubComp(_) => {}
             Packet::Subscribe(s) => {
-                let codes = s
+                let permitted: Vec<bool> = s
                     .filters
                     .iter()
                     .map(|f| {
-                        if mqttbytes::valid_filter(&f.path) {
+                        mqttbytes::valid_filter(&f.path)
+                            && self.allowed(&f.path, Logins::may_subscribe)
+                    })
+                    .collect();
+                let codes = s
+                    .filters
+                    .iter()
+                    .zip(&permitted)
+                    .map(|(f, ok)| {
+                        if *ok {
                             SubscribeReasonCode::Success(f.qos)
                         } else {
                             SubscribeReasonCode::Failure
@@ -794,8 +998,8 @@ impl Session<'_> {
                 self.reply(Packet::SubAck(SubAck::new(s.pkid, codes)))
                     .await?;
                 let mut state = self.shared.lock();
-                for f in &s.filters {
-                    if mqttbytes::valid_filter(&f.path) {
+                for (f, ok) in s.filters.iter().zip(&permitted) {
+                    if *ok {
                         state.subscribe(&limits, self.id, &f.path, f.qos);
                     }
                 }
@@ -946,6 +1150,39 @@ mod tests {
     /// Drives a client's event loop in the background.
     fn drive(mut ev: EventLoop) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move { while ev.poll().await.is_ok() {} })
+    }
+
+    #[test]
+    fn devices_may_use_only_their_own_topics() {
+        let l = Logins {
+            devices: HashMap::new(),
+            collector: ("c".into(), "p".into()),
+            root: "glasswatch".into(),
+        };
+        for ok in [
+            "glasswatch/v1/devices/dev-a/status",
+            "glasswatch/v1/devices/dev-a/clock/pong",
+            "glasswatch/v1/devices/dev-a/streams/cam0/frames",
+            "glasswatch/v1/devices/dev-a/streams/cam0/stats",
+        ] {
+            assert!(l.may_publish("dev-a", ok), "{ok}");
+        }
+        for no in [
+            "glasswatch/v1/devices/dev-b/status",
+            "glasswatch/v1/devices/dev-ab/status",
+            "glasswatch/v1/devices/dev-a/streams/cam0/latency",
+            "glasswatch/v1/devices/dev-a/streams/cam0/viewer",
+            "glasswatch/v1/devices/dev-a/clock/ping",
+            "glasswatch/v1/devices/dev-a/status/x",
+            "other/v1/devices/dev-a/status",
+            "glasswatch/v1/devices/dev-a",
+        ] {
+            assert!(!l.may_publish("dev-a", no), "{no}");
+        }
+        assert!(l.may_subscribe("dev-a", "glasswatch/v1/devices/dev-a/clock/ping"));
+        assert!(!l.may_subscribe("dev-a", "glasswatch/v1/devices/+/clock/ping"));
+        assert!(!l.may_subscribe("dev-a", "glasswatch/#"));
+        assert!(!l.may_subscribe("dev-a", "glasswatch/v1/devices/dev-ab/clock/ping"));
     }
 
     #[test]

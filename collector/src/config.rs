@@ -52,6 +52,8 @@ pub struct Config {
 pub struct Mqtt {
     pub url: Option<BrokerUrl>,
     pub listen: SocketAddr,
+    /// The embedded broker's device logins (`device:argon2id-hash` lines).
+    pub users_file: Option<PathBuf>,
     pub username: Option<String>,
     pub password: Option<String>,
     pub password_file: Option<PathBuf>,
@@ -66,6 +68,7 @@ impl Default for Mqtt {
         Mqtt {
             url: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            users_file: None,
             username: None,
             password: None,
             password_file: None,
@@ -384,6 +387,20 @@ impl Config {
             m.url.as_ref().is_some_and(|u| u.tls),
         ) {
             Some(p)
+        } else if m.url.is_none() && m.users_file.is_none() && !m.listen.ip().is_loopback() {
+            Some((
+                "mqtt.listen",
+                format!(
+                    "the embedded broker on {} (not loopback) needs mqtt.users_file: \
+                     devices must log in (or use an external broker with mqtt.url)",
+                    m.listen
+                ),
+            ))
+        } else if m.url.is_some() && m.users_file.is_some() {
+            Some((
+                "mqtt.users_file",
+                "users_file is for the embedded broker; an external broker has its own".to_owned(),
+            ))
         } else if m.url.is_none() && (m.username.is_some() || m.password_file.is_some()) {
             Some((
                 "mqtt.username",

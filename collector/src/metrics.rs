@@ -63,6 +63,8 @@ impl PromHist {
 /// The collector's own health, counted where it happens.
 #[derive(Debug, Default)]
 pub struct Health {
+    /// The embedded broker, when it runs.
+    pub broker: std::sync::OnceLock<crate::broker::Broker>,
     pub mqtt_connected: AtomicBool,
     pub mqtt_received: AtomicU64,
     pub mqtt_published: AtomicU64,
@@ -349,6 +351,39 @@ pub fn render(snap: &Snapshot, health: &Health, storage: &StorageStatus) -> Stri
     for (name, kind, help, v) in plain {
         family(&mut out, name, kind, help);
         let _ = writeln!(out, "{name} {}", num(v));
+    }
+    if let Some(b) = health.broker.get() {
+        let st = b.stats();
+        let broker: [(&str, &str, &str, f64); 4] = [
+            (
+                "glasswatch_broker_connections",
+                "gauge",
+                "Connections to the embedded MQTT broker.",
+                st.connections as f64,
+            ),
+            (
+                "glasswatch_broker_unauthorized_total",
+                "counter",
+                "Publishes and subscriptions a device made outside its own topics, dropped.",
+                st.unauthorized as f64,
+            ),
+            (
+                "glasswatch_broker_refused_logins_total",
+                "counter",
+                "Logins the embedded broker refused.",
+                st.bad_logins as f64,
+            ),
+            (
+                "glasswatch_broker_dropped_total",
+                "counter",
+                "Messages not queued for a subscriber whose queue was full.",
+                st.dropped as f64,
+            ),
+        ];
+        for (name, kind, help, v) in broker {
+            family(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {}", num(v));
+        }
     }
     out
 }

@@ -95,10 +95,30 @@ pub async fn run(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let topics = Topics::new(&cfg.mqtt.topic_root).context("mqtt.topic_root")?;
 
+    let mut internal_login: Option<(String, String)> = None;
+    let mut broker: Option<crate::broker::Broker> = None;
     let broker_url = match &cfg.mqtt.url {
         Some(url) => url.clone(),
         None => {
-            crate::broker::start(cfg.mqtt.listen)?;
+            let logins = match &cfg.mqtt.users_file {
+                Some(file) => {
+                    let path = crate::config::state_path(file, cfg.dir.as_deref());
+                    let devices = crate::broker::Logins::read_users(&path)?;
+                    // The collector's own login, made anew at each start.
+                    let own = (
+                        "glasswatch-collector-internal".to_owned(),
+                        crate::auth::random_hex(),
+                    );
+                    internal_login = Some(own.clone());
+                    Some(crate::broker::Logins {
+                        devices,
+                        collector: own,
+                        root: cfg.mqtt.topic_root.clone(),
+                    })
+                }
+                None => None,
+            };
+            broker = Some(crate::broker::start(cfg.mqtt.listen, logins)?);
             let host = if cfg.mqtt.listen.ip().is_unspecified() {
                 "127.0.0.1".to_owned()
             } else {
@@ -114,8 +134,14 @@ pub async fn run(
     let mut mqtt_opts = mqtt_client::options(
         &mqtt_client::ClientSettings {
             url: &broker_url,
-            username: cfg.mqtt.username.as_deref(),
-            password: cfg.mqtt.password.as_deref(),
+            username: internal_login
+                .as_ref()
+                .map(|l| l.0.as_str())
+                .or(cfg.mqtt.username.as_deref()),
+            password: internal_login
+                .as_ref()
+                .map(|l| l.1.as_str())
+                .or(cfg.mqtt.password.as_deref()),
             password_file: cfg.mqtt.password_file.as_deref(),
             ca_file: cfg.mqtt.ca_file.as_deref(),
             keep_alive_s: cfg.mqtt.keep_alive_s.get(),
@@ -169,6 +195,9 @@ pub async fn run(
         .context("setting the HTTP listener non-blocking")?;
     let http = listener.local_addr().context("reading the HTTP address")?;
     let health = Arc::new(crate::metrics::Health::default());
+    if let Some(b) = broker.take() {
+        let _ = health.broker.set(b);
+    }
     let app = crate::api::router(crate::api::AppState {
         hub: hub.clone(),
         storage: storage.clone(),

@@ -144,12 +144,13 @@ fn classic_ts_over_the_embedded_broker() {
         })
         .unwrap();
     check_classic(&summaries, "mpegts");
-    // The status page lists the stream.
-    let page =
-        glasswatch_testkit::collector::http_get(&format!("{}/", collector.api_url())).unwrap();
-    assert!(
-        page.contains("e2e2/cam0") && page.contains("hls mpegts"),
-        "{page}"
+    // The API lists the stream as read over MPEG-TS HLS.
+    let (streams, _) = collector.streams().unwrap();
+    let s = streams.iter().find(|s| s.device == "e2e2").unwrap();
+    let last = s.last.as_ref().unwrap();
+    assert_eq!(
+        (last.hls.mode.as_str(), last.hls.container.as_str()),
+        ("hls", "mpegts")
     );
     sub.wait_for("glasswatch/v1/devices/e2e2/", Duration::from_secs(5), |m| {
         m.len() >= 5

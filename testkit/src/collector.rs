@@ -49,7 +49,7 @@ impl CollectorProcess {
         std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
         let mut cmd = Command::new(bin);
         cmd.arg("--config").arg(&path).arg("--live");
-        cmd.env("RUST_LOG", "info,glasswatch_collector=debug,rumqttd=warn");
+        cmd.env("RUST_LOG", "info,glasswatch_collector=debug");
         let peer = Peer::spawn(
             "collector",
             cmd,

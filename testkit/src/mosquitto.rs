@@ -280,6 +280,17 @@ impl Subscriber {
 /// Publishes one message with `mosquitto_pub` (QoS 1) to the broker on
 /// 127.0.0.1:`port` and waits for it to be sent.
 pub fn publish(port: u16, topic: &str, payload: &[u8], retain: bool) -> anyhow::Result<()> {
+    publish_as(port, None, topic, payload, retain)
+}
+
+/// Like [`publish`], logging in as `login` (user, password) when given.
+pub fn publish_as(
+    port: u16,
+    login: Option<(&str, &str)>,
+    topic: &str,
+    payload: &[u8],
+    retain: bool,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("a directory for the payload")?;
     let file = dir.path().join("payload");
     std::fs::write(&file, payload).context("writing the payload")?;
@@ -291,6 +302,9 @@ pub fn publish(port: u16, topic: &str, payload: &[u8], retain: bool) -> anyhow::
         .arg(&file);
     if retain {
         cmd.arg("-r");
+    }
+    if let Some((user, password)) = login {
+        cmd.args(["-u", user, "-P", password]);
     }
     let out = run_with_timeout(&mut cmd, Duration::from_secs(10))?;
     if !out.status.success() {
