@@ -170,6 +170,7 @@ fn main() {
                 device: format!("device-{:04}", i / 2),
                 stream: format!("cam{}", i % 2),
                 glass_to_hls: hist.clone(),
+                viewer: PromHist::default(),
                 frames_seen_total: 1_000_000,
                 dropped_total: 3,
                 hls_errors_total: 0,

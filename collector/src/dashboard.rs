@@ -547,6 +547,13 @@ pub struct ReportIn {
     pub uncertainty_ms: f64,
     /// `rvfc` or `timeupdate`.
     pub method: String,
+    /// How many of the window's frames fell in each Prometheus bucket
+    /// ([`crate::metrics::BUCKETS_S`], then +Inf; not cumulative), and
+    /// their sum in ms: the viewer-latency histogram of `/metrics`.
+    #[serde(default)]
+    pub buckets: Option<Vec<u64>>,
+    #[serde(default)]
+    pub sum_ms: Option<f64>,
 }
 
 /// Viewer latency outside −10 s … 10 min is absurd (a wrong clock, a bug).
@@ -596,6 +603,26 @@ impl ReportIn {
         if !matches!(self.method.as_str(), "rvfc" | "timeupdate") {
             return Err("method must be rvfc or timeupdate".into());
         }
+        if let Some(b) = &self.buckets {
+            if b.len() != crate::metrics::BUCKETS_S.len() + 1 {
+                return Err(format!(
+                    "buckets must hold {} counts",
+                    crate::metrics::BUCKETS_S.len() + 1
+                ));
+            }
+            if b.iter().sum::<u64>() != self.frames {
+                return Err("buckets must add up to frames".into());
+            }
+            let limit = self.frames as f64 * MAX_VIEWER_MS;
+            if !self
+                .sum_ms
+                .is_some_and(|s| s.is_finite() && s.abs() <= limit)
+            {
+                return Err(
+                    "sum_ms must come with buckets, finite and within frames × 10 min".into(),
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -641,6 +668,7 @@ async fn viewer_report(
         return refuse(false, bad(format!("bad viewer report: {e}")));
     }
     let who = identity.map_or_else(|| "anonymous".to_owned(), |Extension(i)| i.name);
+    let histogram = r.buckets.clone().zip(r.sum_ms);
     let v = Viewer {
         schema: SCHEMA_VIEWER.to_owned(),
         device,
@@ -657,7 +685,15 @@ async fn viewer_report(
         uncertainty_ms: r.uncertainty_ms,
         method: r.method,
     };
-    let result = lock(&state).on_viewer(v, now);
+    let key = (v.device.clone(), v.stream.clone());
+    let result = {
+        let mut hub = lock(&state);
+        let result = hub.on_viewer(v, now);
+        if let (Ok(()), Some((counts, sum_ms))) = (&result, histogram) {
+            hub.observe_viewer(&key, &counts, sum_ms);
+        }
+        result
+    };
     match result {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e @ ViewerRefused::UnknownStream) => {
@@ -711,6 +747,8 @@ mod tests {
             stalls: 0,
             uncertainty_ms: 1.5,
             method: "rvfc".into(),
+            buckets: None,
+            sum_ms: None,
         }
     }
 
@@ -722,6 +760,12 @@ mod tests {
             |r| r.window_end_us = r.window_start_us,
             |r| r.window_start_us -= 20_000_000,
             |r| r.p50_ms = Some(f64::NAN),
+            |r| r.buckets = Some(vec![30]),
+            |r| {
+                r.buckets = Some(vec![2; 17]);
+                r.sum_ms = Some(1.0);
+            },
+            |r| r.buckets = Some([[0u64; 16].as_slice(), &[30]].concat()),
             |r| r.p95_ms = Some(1e9),
             |r| r.buffer_ms = Some(-1.0),
             |r| r.uncertainty_ms = f64::INFINITY,

@@ -92,6 +92,8 @@ struct StreamState {
     dropped_total: u64,
     /// Every matched frame's glass-to-HLS, for Prometheus.
     g2h_hist: crate::metrics::PromHist,
+    /// Viewer latency of the frames dashboard viewers were shown.
+    viewer_hist: crate::metrics::PromHist,
     /// The last seq HLS delivered, and seqs it skipped, to settle after the wait.
     last_hls_seq: Option<u64>,
     gaps: VecDeque<(i64, u64)>,
@@ -133,6 +135,7 @@ impl StreamState {
             errors_total: 0,
             dropped_total: 0,
             g2h_hist: crate::metrics::PromHist::default(),
+            viewer_hist: crate::metrics::PromHist::default(),
             last_hls_seq: None,
             gaps: VecDeque::new(),
             first_seen: None,
@@ -282,6 +285,14 @@ impl Hub {
     pub fn knows(&self, device: &str, stream: &str) -> bool {
         self.streams
             .contains_key(&(device.to_owned(), stream.to_owned()))
+    }
+
+    /// Adds a viewer report's bucket counts to the stream's viewer-latency
+    /// histogram (for `/metrics`).
+    pub fn observe_viewer(&mut self, key: &StreamKey, counts: &[u64], sum_ms: f64) {
+        if let Some(st) = self.streams.get_mut(key) {
+            st.viewer_hist.add_counts(counts, sum_ms);
+        }
     }
 
     /// A viewer report from the dashboard (already validated as input):
@@ -766,6 +777,7 @@ impl Hub {
                     device: key.0.clone(),
                     stream: key.1.clone(),
                     glass_to_hls: st.g2h_hist.clone(),
+                    viewer: st.viewer_hist.clone(),
                     frames_seen_total: st.seen_total,
                     dropped_total: st.dropped_total,
                     hls_errors_total: st.errors_total,

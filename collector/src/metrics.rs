@@ -45,6 +45,19 @@ impl PromHist {
         self.count
     }
 
+    /// Adds counts per bucket (as [`BUCKETS_S`], then +Inf) and their sum
+    /// in ms, as a viewer report carries them.
+    pub fn add_counts(&mut self, counts: &[u64], sum_ms: f64) {
+        for (c, add) in self.counts.iter_mut().zip(counts) {
+            *c = c.saturating_add(*add);
+        }
+        let n: u64 = counts.iter().take(self.counts.len()).sum();
+        self.count = self.count.saturating_add(n);
+        if sum_ms.is_finite() {
+            self.sum_s += sum_ms / 1000.0;
+        }
+    }
+
     /// `(le, cumulative count)` per bucket, `+Inf` last.
     pub fn cumulative(&self) -> Vec<(String, u64)> {
         let mut acc = 0;
@@ -77,6 +90,8 @@ pub struct StreamMetrics {
     pub device: String,
     pub stream: String,
     pub glass_to_hls: PromHist,
+    /// Viewer latency from the dashboard's players (empty while nobody watches).
+    pub viewer: PromHist,
     pub frames_seen_total: u64,
     pub dropped_total: u64,
     pub hls_errors_total: u64,
@@ -104,6 +119,9 @@ pub struct Snapshot {
     pub malformed_messages: u64,
     pub refused_hls_urls: u64,
 }
+
+/// A per-stream histogram family: name, help, and which histogram.
+type Histogram = (&'static str, &'static str, fn(&StreamMetrics) -> &PromHist);
 
 /// A per-stream family: name, type, help, and how to read its value.
 type PerStream = (
@@ -147,37 +165,34 @@ pub fn render(snap: &Snapshot, health: &Health, storage: &StorageStatus) -> Stri
             label(&s.stream)
         )
     };
-    family(
-        &mut out,
-        "glasswatch_glass_to_hls_seconds",
-        "histogram",
-        "Capture to fully received over HLS, per frame, clock-corrected.",
-    );
-    for s in &snap.streams {
-        let id = ids(s);
-        for (le, c) in s.glass_to_hls.cumulative() {
-            let _ = writeln!(
-                out,
-                "glasswatch_glass_to_hls_seconds_bucket{{{id},le=\"{le}\"}} {c}"
-            );
+    let histograms: [Histogram; 2] = [
+        (
+            "glasswatch_glass_to_hls_seconds",
+            "Capture to fully received over HLS, per frame, clock-corrected.",
+            |s| &s.glass_to_hls,
+        ),
+        (
+            "glasswatch_viewer_latency_seconds",
+            "Capture to shown in a dashboard viewer's player, per frame (from viewer reports).",
+            |s| &s.viewer,
+        ),
+    ];
+    for (name, help, get) in histograms {
+        family(&mut out, name, "histogram", help);
+        for s in &snap.streams {
+            let h = get(s);
+            // Nobody watched this stream: no viewer series.
+            if name == "glasswatch_viewer_latency_seconds" && h.count == 0 {
+                continue;
+            }
+            let id = ids(s);
+            for (le, c) in h.cumulative() {
+                let _ = writeln!(out, "{name}_bucket{{{id},le=\"{le}\"}} {c}");
+            }
+            let _ = writeln!(out, "{name}_sum{{{id}}} {}", num(h.sum_s));
+            let _ = writeln!(out, "{name}_count{{{id}}} {}", h.count);
         }
-        let _ = writeln!(
-            out,
-            "glasswatch_glass_to_hls_seconds_sum{{{id}}} {}",
-            num(s.glass_to_hls.sum_s)
-        );
-        let _ = writeln!(
-            out,
-            "glasswatch_glass_to_hls_seconds_count{{{id}}} {}",
-            s.glass_to_hls.count
-        );
     }
-    family(
-        &mut out,
-        "glasswatch_viewer_latency_seconds",
-        "histogram",
-        "Capture to shown in a dashboard viewer's player, per frame (from viewer reports).",
-    );
     let gauges: [PerStream; 7] = [
         (
             "glasswatch_receiver_fps",
@@ -412,6 +427,7 @@ mod tests {
                 device: "d".into(),
                 stream: "s".into(),
                 glass_to_hls: PromHist::default(),
+                viewer: PromHist::default(),
                 frames_seen_total: 3,
                 dropped_total: 0,
                 hls_errors_total: 1,

@@ -169,6 +169,30 @@ fn viewer_reports_are_validated_limited_and_counted() {
     assert_eq!(c["too_large"], 1, "{c}");
     assert_eq!(c["unknown_stream"], 1, "{c}");
     assert_eq!(c["too_frequent"], 4, "{c}");
+    // Bucket counts feed the viewer-latency histogram of /metrics; counts
+    // that do not add up to the frames are refused.
+    let mut wrong = report("aabbccddeeff0011");
+    wrong["buckets"] = serde_json::json!(vec![1u64; 17]);
+    wrong["sum_ms"] = serde_json::json!(1000.0);
+    assert_eq!(post(&s.base, path, wrong.to_string()), 400);
+    let mut counted = report("aabbccddeeff0011");
+    let mut buckets = [0u64; 17];
+    buckets[8] = 30; // 0.3 s < x <= 0.5 s
+    counted["buckets"] = serde_json::json!(buckets);
+    counted["sum_ms"] = serde_json::json!(30.0 * 310.5);
+    assert_eq!(post(&s.base, path, counted.to_string()), 204);
+    let (_, metrics, _) = get(&format!("{}/metrics", s.base));
+    let line = |l: &str| metrics.lines().any(|m| m == l);
+    assert!(
+        line("glasswatch_viewer_latency_seconds_count{device=\"dev\",stream=\"cam0\"} 30"),
+        "{metrics}"
+    );
+    assert!(line(
+        "glasswatch_viewer_latency_seconds_bucket{device=\"dev\",stream=\"cam0\",le=\"0.3\"} 0"
+    ));
+    assert!(line(
+        "glasswatch_viewer_latency_seconds_bucket{device=\"dev\",stream=\"cam0\",le=\"0.5\"} 30"
+    ));
 }
 
 #[test]

@@ -216,6 +216,9 @@ export class ViewerMeter {
       stalls: this.stalls,
       uncertainty_ms: Math.min(60000, this.uncertainty || (this.clock.rttMs || 0) / 2),
       method: this.method,
+      // The Prometheus buckets of /metrics (le, seconds), then +Inf.
+      buckets: bucketCounts(sorted),
+      sum_ms: sorted.reduce((a, b) => a + b, 0),
     };
     this.stalls = 0;
     this.last.push(...sorted);
@@ -233,4 +236,17 @@ export class ViewerMeter {
       this.reports.refused += 1;
     }
   }
+}
+
+/** Upper bounds (s) of the collector's latency buckets, as metrics.rs's BUCKETS_S. */
+const BUCKETS_S = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10];
+
+/** How many of the latencies (ms) fall in each bucket, then above the last. */
+function bucketCounts(ms) {
+  const counts = new Array(BUCKETS_S.length + 1).fill(0);
+  for (const v of ms) {
+    const i = BUCKETS_S.findIndex((b) => v / 1000 <= b);
+    counts[i === -1 ? BUCKETS_S.length : i] += 1;
+  }
+  return counts;
 }
