@@ -1,6 +1,6 @@
 //! What the collector's history costs, on SQLite and on a real PostgreSQL 15
 //! (`bench/storage.sh` runs it; `bench/README.md` has the figures and what
-//! they mean). Three parts, each on both backends in the same run:
+//! they mean). Each part runs on both backends in the same run:
 //!
 //! 1. **Writes.** `Store::write` with 30 ticks per call, as the writer task
 //!    does (`MAX_BATCHES_PER_WRITE` in `store/queue.rs`): second rows of
@@ -35,6 +35,10 @@
 //!    thread) per second of data, with frames kept and not, against a
 //!    `Storage` with no store (`kind = "none"`) in the same run; for
 //!    PostgreSQL also the server's CPU (the postmaster and its children).
+//!    With frames kept, `rollup::retention` then runs with its clock an hour
+//!    past the last frame, deleting every frame written (at steady state
+//!    retention deletes as many frames as are written), and its CPU is
+//!    reported per second of data too.
 //! 4. With `fsync_on=1`, part 1 again on PostgreSQL restarted on the same
 //!    data directory with `fsync`, `synchronous_commit` and
 //!    `full_page_writes` on (the testkit runs it with them off).
@@ -911,16 +915,33 @@ fn pg_sizes(psql: &Psql, db: &str, tables: &[&str]) -> (u64, BTreeMap<String, u6
             cols.join(", ")
         ),
     );
-    let v: Vec<u64> = out
-        .split('|')
-        .map(|x| x.parse().expect("a size"))
-        .collect();
+    let v: Vec<u64> = out.split('|').map(|x| x.parse().expect("a size")).collect();
     let map = tables
         .iter()
         .zip(&v[1..])
         .map(|(t, b)| ((*t).to_owned(), *b))
         .collect();
     (v[0], map)
+}
+
+/// The gist of `EXPLAIN (ANALYZE, BUFFERS)` of `query`: its plan nodes, the
+/// heap blocks read and the server's execution time.
+fn pg_explain(psql: &Psql, db: &str, query: &str) -> String {
+    let plan = psql.query(db, &format!("EXPLAIN (ANALYZE, BUFFERS) {query}"));
+    let mut nodes = Vec::new();
+    let mut notes = Vec::new();
+    for line in plan.lines().map(str::trim) {
+        let line = line.trim_start_matches("->").trim();
+        if line.contains("(cost=") {
+            let node = line.split("  (cost=").next().unwrap_or_default();
+            if !nodes.contains(&node) {
+                nodes.push(node);
+            }
+        } else if line.starts_with("Heap Blocks") || line.starts_with("Execution Time") {
+            notes.push(line);
+        }
+    }
+    format!("{}; {}", nodes.join(" > "), notes.join(", "))
 }
 
 // ---- 1. writes ------------------------------------------------------------
@@ -942,7 +963,10 @@ fn print_writes(lines: &[WriteLine], ticks: f64) {
         for (k, l) in pair.iter().enumerate() {
             let rate = l.acc.rows as f64 / l.acc.wall_s;
             let ratio = if k == 0 && pair.len() == 2 {
-                format!("{:.2}x", ours_rate / (pair[1].acc.rows as f64 / pair[1].acc.wall_s))
+                format!(
+                    "{:.2}x",
+                    ours_rate / (pair[1].acc.rows as f64 / pair[1].acc.wall_s)
+                )
             } else {
                 String::new()
             };
@@ -970,7 +994,9 @@ async fn sqlite_writes(a: &Args, pools: &Pools, dir: &Path) -> (Vec<WriteLine>, 
     let peer_path = dir.join("writes-peer.db");
     let store = Store::Sqlite(Sqlite::open(&ours_path).await.expect("opening SQLite"));
     // The peer's file gets the same schema, then a bare connection.
-    let schema = Sqlite::open(&peer_path).await.expect("opening the peer file");
+    let schema = Sqlite::open(&peer_path)
+        .await
+        .expect("opening the peer file");
     schema.close().await;
     drop(schema);
     let mut peer = peer_connection(&peer_path);
@@ -980,7 +1006,10 @@ async fn sqlite_writes(a: &Args, pools: &Pools, dir: &Path) -> (Vec<WriteLine>, 
         let b = Arc::new(seconds_batches(a, pools, w));
         let rows = TICKS_PER_WRITE * a.streams;
         let c = Clock::start(false);
-        store.write(b.clone()).await.expect("SQLite: writing seconds");
+        store
+            .write(b.clone())
+            .await
+            .expect("SQLite: writing seconds");
         c.stop_into(&mut ours_s, rows, false);
         let c = Clock::start(false);
         peer_insert(&mut peer, &b);
@@ -990,7 +1019,10 @@ async fn sqlite_writes(a: &Args, pools: &Pools, dir: &Path) -> (Vec<WriteLine>, 
         let b = Arc::new(frames_batches(a, w, &mut rng));
         let rows = TICKS_PER_WRITE * a.frame_streams * FPS;
         let c = Clock::start(false);
-        store.write(b.clone()).await.expect("SQLite: writing frames");
+        store
+            .write(b.clone())
+            .await
+            .expect("SQLite: writing frames");
         c.stop_into(&mut ours_f, rows, false);
         let c = Clock::start(false);
         peer_insert(&mut peer, &b);
@@ -1059,7 +1091,7 @@ async fn postgres_writes(
     }
     out.flush().expect("writing CSV");
     drop(out);
-    store.close();
+    store.close().await;
 
     psql.query(
         db,
@@ -1179,17 +1211,18 @@ async fn generate(store: &Store, a: &Args, pools: &Pools) -> Generated {
         .expect("writing devices, streams and events");
 
     // Roll-ups, the watermark moved from window to window.
-    let mut rollups = |kind: Table, width: i64, days: i64, per_call: i64| {
+    for (kind, width, days, per_call) in [
+        (Table::Hours, HOUR_US, a.hour_days, 24),
+        (Table::Minutes, MINUTE_US, a.minute_days, 60),
+    ] {
         let pool = if kind == Table::Hours {
             &pools.hours
         } else {
             &pools.minutes
         };
-        let start = T_END - days * DAY_US;
-        let calls: Vec<(i64, Vec<RollupRow>)> = Vec::new();
-        let _ = calls;
-        let mut chunks = Vec::new();
-        let mut t = start;
+        let mut mark: Option<i64> = None;
+        let mut acc = Acc::default();
+        let mut t = T_END - days * DAY_US;
         while t < T_END {
             let end = (t + per_call * width).min(T_END);
             let mut rows = Vec::with_capacity(names.len() * ((end - t) / width) as usize);
@@ -1201,26 +1234,15 @@ async fn generate(store: &Store, a: &Args, pools: &Pools) -> Generated {
                 }
                 w += width;
             }
-            chunks.push((t, end, rows));
-            t = end;
-        }
-        chunks
-    };
-    for (kind, width, days, per_call) in [
-        (Table::Hours, HOUR_US, a.hour_days, 24),
-        (Table::Minutes, MINUTE_US, a.minute_days, 60),
-    ] {
-        let mut mark: Option<i64> = None;
-        let mut acc = Acc::default();
-        for (from, done, rows) in rollups(kind, width, days, per_call) {
             let n = rows.len();
             let c = Clock::start(false);
             store
-                .write_rollups(kind, rows, mark.unwrap_or(from), done)
+                .write_rollups(kind, rows, mark.unwrap_or(t), end)
                 .await
                 .expect("writing roll-ups");
             c.stop_into(&mut acc, n, false);
-            mark = Some(done);
+            mark = Some(end);
+            t = end;
         }
         assert_eq!(
             store.watermark(kind).await.expect("reading a watermark"),
@@ -1289,8 +1311,10 @@ fn pct(v: &[f64], q: f64) -> f64 {
     v[rank - 1]
 }
 
-/// Each dashboard query's sorted times, ms.
-async fn queries(store: &Store, a: &Args) -> Vec<(String, Vec<f64>)> {
+/// Each dashboard query's name and sorted times, ms.
+type Timings = Vec<(String, Vec<f64>)>;
+
+async fn queries(store: &Store, a: &Args) -> Timings {
     let names: Vec<String> = (0..a.streams).map(device).collect();
     let mut rng = Rng(3);
     let picks: Vec<usize> = (0..a.queries + WARM_UP)
@@ -1316,7 +1340,10 @@ async fn queries(store: &Store, a: &Args) -> Vec<(String, Vec<f64>)> {
         assert!(fleet.iter().all(|e| e.last.is_some()));
     })
     .await;
-    out.push((format!("fleet ({} streams, latest of each)", names.len()), t));
+    out.push((
+        format!("fleet ({} streams, latest of each)", names.len()),
+        t,
+    ));
 
     let points = 24 * 60;
     let t = time_calls(a.queries, |k| async move {
@@ -1350,7 +1377,10 @@ async fn queries(store: &Store, a: &Args) -> Vec<(String, Vec<f64>)> {
         assert_eq!(s.len(), (minutes * 60) as usize);
     })
     .await;
-    out.push((format!("series, seconds, 15 min ({} points)", minutes * 60), t));
+    out.push((
+        format!("series, seconds, 15 min ({} points)", minutes * 60),
+        t,
+    ));
 
     let hours = 24 * a.hour_days;
     let t = time_calls(a.queries, |k| async move {
@@ -1392,7 +1422,12 @@ struct SizeReport {
     stream_day: f64,
 }
 
-fn size_report(label: &str, total: u64, tables: &BTreeMap<String, u64>, g: &Generated) -> SizeReport {
+fn size_report(
+    label: &str,
+    total: u64,
+    tables: &BTreeMap<String, u64>,
+    g: &Generated,
+) -> SizeReport {
     let per = |t: &str, rows: usize| tables.get(t).map_or(f64::NAN, |b| *b as f64 / rows as f64);
     let s = per("seconds", g.seconds.rows);
     let m = per("minutes", g.minutes.rows);
@@ -1508,6 +1543,8 @@ struct CpuLine {
     cpu_s: f64,
     server_s: Option<f64>,
     rows: (u64, u64, u64),
+    /// Frame retention afterwards: frames deleted, and the CPU it took.
+    retention: Option<Acc>,
 }
 
 /// Pushes the ticks through `Storage::push_closed`, each once the previous
@@ -1552,8 +1589,11 @@ async fn cpu_run(
         wait(n).await;
     }
     let mut rolled = 0;
+    let last = ticks
+        .last()
+        .and_then(|t| t.first())
+        .map_or(0, |w| w.latency.window_end_us);
     if let Some(store) = storage.store() {
-        let last = ticks.last().and_then(|t| t.first()).map_or(0, |c| c.latency.window_end_us);
         let hour_end = last.div_euclid(HOUR_US) * HOUR_US + HOUR_US;
         rolled = rollup::roll_up(store, hour_end + GRACE_US)
             .await
@@ -1572,6 +1612,22 @@ async fn cpu_run(
         let frames = if frames_on { expected * FPS as u64 } else { 0 };
         assert_eq!(st.written_frames, frames, "{name}: every frame written");
     }
+    // Retention once every frame is past its age (at steady state it deletes
+    // as many frames as are written); nothing else is old enough.
+    let mut retention = None;
+    if let (Some(store), Some(age)) = (storage.store(), ages.frames.filter(|_| frames_on)) {
+        let c = Clock::start(with_server);
+        let deleted = rollup::retention(store, &ages, last + age + S)
+            .await
+            .expect("retention");
+        let mut r = Acc::default();
+        c.stop_into(&mut r, deleted as usize, with_server);
+        assert_eq!(
+            deleted, st.written_frames,
+            "{name}: retention deletes every frame and nothing else"
+        );
+        retention = Some(r);
+    }
     storage.shutdown(tasks).await;
     let n = ticks.len() - CPU_WARM_UP;
     CpuLine {
@@ -1582,9 +1638,14 @@ async fn cpu_run(
         server_s: with_server.then(|| acc.server_ticks as f64 / clk),
         rows: (
             per_tick * n as u64,
-            if frames_on { per_tick * n as u64 * FPS as u64 } else { 0 },
+            if frames_on {
+                per_tick * n as u64 * FPS as u64
+            } else {
+                0
+            },
             rolled,
         ),
+        retention,
     }
 }
 
@@ -1649,6 +1710,32 @@ fn main() {
             writes.extend(postgres_writes(&a, &pools, psql, "gw_write", dir.path(), "").await);
         }
         print_writes(&writes, clk);
+        let rate_of = |prefix: &str| {
+            writes
+                .iter()
+                .find(|l| l.name.starts_with(prefix))
+                .map(|l| l.acc.rows as f64 / l.acc.wall_s)
+        };
+        let mut targets: Vec<(String, Option<f64>, f64, bool)> = vec![
+            (
+                "SQLite second rows/s".into(),
+                rate_of("SQLite seconds: Store"),
+                20_000.0,
+                true,
+            ),
+            (
+                "PostgreSQL second rows/s".into(),
+                rate_of("PostgreSQL seconds: Store"),
+                50_000.0,
+                true,
+            ),
+            (
+                "PostgreSQL frame rows/s".into(),
+                rate_of("PostgreSQL frames: Store"),
+                100_000.0,
+                true,
+            ),
+        ];
         // Frame rows' size, from the write test's databases.
         let mut frame_sizes = Vec::new();
         let frame_rows = a.writes * TICKS_PER_WRITE * a.frame_streams * FPS;
@@ -1670,7 +1757,8 @@ fn main() {
              {} d of minutes, {} d of hours, an event every 6 h; {} timed calls each after {WARM_UP} untimed, wall ms",
             a.streams, a.seconds_min, a.minute_days, a.hour_days, a.queries
         );
-        let mut results: Vec<(&str, Generated, Vec<(String, Vec<f64>)>, SizeReport)> = Vec::new();
+        let mut results: Vec<(&str, Generated, Timings, SizeReport)> = Vec::new();
+        let mut pg_plans: Vec<String> = Vec::new();
         if a.sqlite {
             eprintln!("2. SQLite: generating history ...");
             let path = dir.path().join("history.db");
@@ -1692,7 +1780,21 @@ fn main() {
             psql.query("gw_query", "ANALYZE");
             eprintln!("2. PostgreSQL: queries ...");
             let q = queries(&store, &a).await;
-            store.close();
+            let one = device(a.streams / 2);
+            pg_plans.push(format!(
+                "24 h minute series: {}",
+                pg_explain(
+                    psql,
+                    "gw_query",
+                    &sql::series(Table::Minutes)
+                        .replace("$1", &format!("'{one}'"))
+                        .replace("$2", &format!("'{STREAM}'"))
+                        .replace("$3", &(T_END - DAY_US).to_string())
+                        .replace("$4", &T_END.to_string()),
+                )
+            ));
+            pg_plans.push(format!("fleet: {}", pg_explain(psql, "gw_query", &sql::fleet())));
+            store.close().await;
             let (total, tables) = pg_sizes(psql, "gw_query", &["seconds", "minutes", "hours"]);
             let size = size_report("PostgreSQL (pg_database_size; tables from pg_total_relation_size)", total, &tables, &g);
             results.push(("PostgreSQL", g, q, size));
@@ -1734,7 +1836,23 @@ fn main() {
                 println!("{target:>10}");
             }
         }
-        println!("size on disk:");
+        for plan in &pg_plans {
+            println!("PostgreSQL plan, {plan}");
+        }
+        for (name, _, q, _) in &results {
+            for (i, limit) in [(0, 20.0), (1, 20.0), (2, 50.0)] {
+                let (qname, v) = &q[i];
+                let short = qname.split(" (").next().unwrap_or(qname);
+                targets.push((format!("{name} {short} p99 ms"), Some(pct(v, 0.99)), limit, false));
+            }
+        }
+        let avg = |v: &[Sample]| v.iter().map(|s| s.bytes.len()).sum::<usize>() / v.len();
+        println!(
+            "size on disk (histogram blobs: second {} B, minute {} B, hour {} B on average):",
+            avg(&pools.seconds),
+            avg(&pools.minutes),
+            avg(&pools.hours)
+        );
         for (_, _, _, s) in &results {
             println!(
                 "  {}: {:.1} MiB in all; bytes per row (table + indexes): {}; per stream-day \
@@ -1817,6 +1935,29 @@ fn main() {
             "(% of a core = CPU s per second of data; (+x) = over kind = \"none\"; server % = the \
              PostgreSQL server's CPU per second of data)"
         );
+        for l in &lines {
+            let Some(r) = &l.retention else { continue };
+            let cpu = r.cpu_ticks as f64 / clk;
+            let server = r.server_ticks as f64 / clk;
+            // Seconds of data whose frames were deleted (warm-up ticks included).
+            let data_s = r.rows as f64 / (a.cpu_streams * FPS) as f64;
+            println!(
+                "frame retention, {}: deleted {} frames (1 h age) in {:.2} s wall, CPU {:.2} s \
+                 ({:.1} us per frame) = {:.2} % of a core at {} frames/s{}",
+                l.name,
+                r.rows,
+                r.wall_s,
+                cpu,
+                cpu * 1e6 / r.rows as f64,
+                cpu / data_s * 100.0,
+                a.cpu_streams * FPS,
+                if l.server_s.is_some() {
+                    format!(", server {:.2} %", server / data_s * 100.0)
+                } else {
+                    String::new()
+                }
+            );
+        }
 
         // 4. PostgreSQL with durability on.
         if let (true, Some(pg), Some(psql)) = (a.fsync_on, pg.as_mut(), psql.as_ref()) {
@@ -1834,6 +1975,17 @@ fn main() {
                 postgres_writes(&a, &pools, psql, "gw_write_durable", dir.path(), " fsync on").await;
             print_writes(&lines, clk);
             drop(server);
+        }
+        println!();
+        println!("targets:");
+        for (name, value, limit, at_least) in &targets {
+            let Some(v) = value else { continue };
+            let met = if *at_least { v >= limit } else { v <= limit };
+            println!(
+                "  {name:<48} {v:>10.2}  target {} {limit}: {}",
+                if *at_least { ">=" } else { "<=" },
+                if met { "met" } else { "NOT met" }
+            );
         }
     });
     eprintln!("done in {:.0} s", started.elapsed().as_secs_f64());
