@@ -241,6 +241,18 @@ async fn writes_and_queries(store: &Store) {
     let empty_last = empty.last.as_ref().unwrap();
     assert_eq!((empty_last.frames, empty_last.p50_ms), (0, None));
     assert!(!fleet[2].online);
+    // An old second written late (a flush after an outage) leaves the
+    // fleet's latest alone.
+    write(
+        store,
+        Batch {
+            seconds: vec![second("dev-a", "cam0", T0 - 3_600 * S, &[1.0])],
+            ..Batch::default()
+        },
+    )
+    .await;
+    let fleet = store.fleet().await.unwrap();
+    assert_eq!(fleet[0].last.as_ref().unwrap().t_us, T0 + 59 * S);
 
     let series = store
         .series(Resolution::Seconds, "dev-a", "cam0", T0, T0 + 60 * S)
@@ -534,22 +546,29 @@ fn postgres_passes_the_suite() {
 }
 
 /// The version 1 tables with a row, then the current binary opens it.
-async fn check_upgrade(old: Store, reopen: impl std::future::Future<Output = Store>) {
+/// A second as a version 1 collector wrote it (that collector's writer,
+/// not today's: its SQL, run by hand).
+const V1_SECOND: &str = "INSERT INTO seconds (device, stream, start_us, end_us, frames, \
+     matched_by_fingerprint, unmatched, dropped, p50_ms, clock_synced, hls_mode, hls_container, \
+     hls_errors, playlist_requests, media_requests) VALUES ('old', 'cam0', 1799971200000000, \
+     1799971201000000, 2, 0, 0, 0, 70.5, TRUE, 'll-hls', 'fmp4', 0, 0, 0)";
+
+async fn check_upgrade(
+    old: Store,
+    write_v1: impl FnOnce(),
+    reopen: impl std::future::Future<Output = Store>,
+) {
     assert_eq!(old.schema_version().await.unwrap(), 1);
-    // Version 1 has no viewer table: a batch with seconds only.
-    write(
-        &old,
-        Batch {
-            seconds: vec![second("old", "cam0", T0, &[70.0, 71.0])],
-            ..Batch::default()
-        },
-    )
-    .await;
     old.close().await;
+    write_v1();
     let new = reopen.await;
     assert_eq!(new.schema_version().await.unwrap(), migrate::latest());
-    let p = new.latest("old", "cam0").await.unwrap().unwrap();
-    assert_eq!((p.t_us, p.frames), (T0, 2));
+    // Version 3 filled `latest` from the seconds already there.
+    let fleet_point = new.latest("old", "cam0").await.unwrap().unwrap();
+    assert_eq!(
+        (fleet_point.t_us, fleet_point.frames, fleet_point.p50_ms),
+        (T0, 2, Some(70.5))
+    );
     new.close().await;
 }
 
@@ -576,10 +595,23 @@ fn sqlite_migrations() {
     let old = dir.path().join("old.db");
     rt.block_on(async {
         let v1 = Store::Sqlite(Sqlite::open_at(&old, 1).await.unwrap());
-        check_upgrade(v1, async {
+        let by_hand = || {
+            let c = rusqlite::Connection::open(&old).unwrap();
+            c.execute(V1_SECOND, []).unwrap();
+        };
+        check_upgrade(v1, by_hand, async {
             Store::Sqlite(Sqlite::open(&old).await.unwrap())
         })
         .await;
+        let c = rusqlite::Connection::open(&old).unwrap();
+        let n: i64 = c
+            .query_row(
+                "SELECT count(*) FROM latest WHERE device = 'old'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1, "the upgrade filled latest");
     });
     // A database from a newer collector is refused, and left alone.
     conn.execute(
@@ -603,10 +635,14 @@ fn postgres_migrations() {
     let rt = runtime();
     rt.block_on(async {
         let v1 = Store::Postgres(Postgres::open_at(&pg_settings(&url), 1).await.unwrap());
-        check_upgrade(v1, async {
+        check_upgrade(v1, || drop(pg.psql(V1_SECOND).unwrap()), async {
             Store::Postgres(Postgres::open(&pg_settings(&url)).await.unwrap())
         })
         .await;
+        let n = pg
+            .psql("SELECT count(*) FROM latest WHERE device = 'old'")
+            .unwrap();
+        assert_eq!(n.trim(), "1", "the upgrade filled latest");
         // Re-applied: nothing to do, nothing recorded twice.
         let again = Postgres::open(&pg_settings(&url)).await.unwrap();
         assert_eq!(again.schema_version().await.unwrap(), migrate::latest());

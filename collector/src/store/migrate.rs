@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/sqlite/0002_viewer.sql"),
         include_str!("migrations/postgres/0002_viewer.sql"),
     ),
+    (
+        3,
+        include_str!("migrations/sqlite/0003_latest.sql"),
+        include_str!("migrations/postgres/0003_latest.sql"),
+    ),
 ];
 
 /// The version this binary brings a database to.

@@ -280,6 +280,13 @@ impl Postgres {
                 .await
                 .map_err(err("writing seconds"))?;
         }
+        let newest = sql::newest_per_stream(seconds.iter().copied());
+        if !newest.is_empty() {
+            let (text, params) = latest_upsert(&newest);
+            tx.execute(text.as_str(), &refs(&params))
+                .await
+                .map_err(err("writing latest"))?;
+        }
         let frames: Vec<&FrameRow> = batches.iter().flat_map(|b| &b.frames).collect();
         for chunk in frames.chunks(CHUNK) {
             let (text, params) = frames_insert(chunk);
@@ -549,6 +556,33 @@ fn seconds_insert(rows: &[&SecondRow]) -> (String, Vec<Param>) {
             &types,
             "ON CONFLICT DO NOTHING",
         ),
+        params,
+    )
+}
+
+fn latest_upsert(rows: &[&SecondRow]) -> (String, Vec<Param>) {
+    let types = [
+        "text", "text", "int8", "int8", "int8", "float8", "float8", "float8", "float8", "float8",
+        "float8", "float8", "float8", "float8",
+    ];
+    let params: Vec<Param> = vec![
+        col(rows, |r: &SecondRow| r.device.clone()),
+        col(rows, |r: &SecondRow| r.stream.clone()),
+        col(rows, |r: &SecondRow| r.start_us),
+        col(rows, |r: &SecondRow| r.frames),
+        col(rows, |r: &SecondRow| r.dropped),
+        col(rows, |r: &SecondRow| r.p50_ms),
+        col(rows, |r: &SecondRow| r.p95_ms),
+        col(rows, |r: &SecondRow| r.p99_ms),
+        col(rows, |r: &SecondRow| r.max_ms),
+        col(rows, |r: &SecondRow| r.receiver_fps),
+        col(rows, |r: &SecondRow| r.publisher_fps),
+        col(rows, |r: &SecondRow| r.encode_ms),
+        col(rows, |r: &SecondRow| r.publish_ms),
+        col(rows, |r: &SecondRow| r.origin_delivery_ms),
+    ];
+    (
+        unnest_insert("latest", sql::LATEST_COLUMNS, &types, &sql::latest_update()),
         params,
     )
 }

@@ -167,8 +167,8 @@ pub fn series(table: Table) -> String {
     )
 }
 
-/// Every stream with its device's state and its latest second (one
-/// index probe per stream).
+/// Every stream with its device's state and its latest second (the
+/// `latest` table: one row per stream, kept by every write).
 pub fn fleet() -> String {
     let cols = POINT
         .split(',')
@@ -178,10 +178,43 @@ pub fn fleet() -> String {
     format!(
         "SELECT st.device, st.stream, COALESCE(d.online, FALSE), st.encoder, st.hardware, {cols} \
          FROM streams st LEFT JOIN devices d ON d.device = st.device \
-         LEFT JOIN seconds s ON s.device = st.device AND s.stream = st.stream AND s.start_us = \
-         (SELECT max(start_us) FROM seconds WHERE device = st.device AND stream = st.stream) \
+         LEFT JOIN latest s ON s.device = st.device AND s.stream = st.stream \
          ORDER BY st.device, st.stream"
     )
+}
+
+/// The columns of `latest`.
+pub const LATEST_COLUMNS: &str = "device, stream, start_us, frames, dropped, p50_ms, p95_ms, \
+     p99_ms, max_ms, receiver_fps, publisher_fps, encode_ms, publish_ms, origin_delivery_ms";
+pub const LATEST_COUNT: usize = 14;
+
+/// What an upsert of `latest` sets: a row replaces the stored one only
+/// when it is newer (a flush after an outage writes old seconds).
+pub fn latest_update() -> String {
+    let sets = LATEST_COLUMNS
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !matches!(*c, "device" | "stream"))
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("ON CONFLICT (device, stream) DO UPDATE SET {sets} WHERE excluded.start_us > latest.start_us")
+}
+
+/// The newest second of each stream among `rows` (one per stream, as an
+/// upsert of `latest` needs).
+pub fn newest_per_stream<'a>(
+    rows: impl Iterator<Item = &'a super::rows::SecondRow>,
+) -> Vec<&'a super::rows::SecondRow> {
+    let mut newest: std::collections::BTreeMap<(&str, &str), &super::rows::SecondRow> =
+        std::collections::BTreeMap::new();
+    for r in rows {
+        let e = newest.entry((&r.device, &r.stream)).or_insert(r);
+        if r.start_us > e.start_us {
+            *e = r;
+        }
+    }
+    newest.into_values().collect()
 }
 
 pub const EVENTS: &str = "SELECT device, at_us, kind, detail FROM events \

@@ -668,6 +668,38 @@ pub fn write_batches(conn: &mut Connection, batches: &[Batch]) -> Result<(), Sto
                     .map_err(err("writing a viewer report"))?;
             }
         }
+        let all: Vec<&super::rows::SecondRow> = batches.iter().flat_map(|b| &b.seconds).collect();
+        if !all.is_empty() {
+            let upsert = lite(&format!(
+                "INSERT INTO latest ({}) VALUES ({}) {}",
+                sql::LATEST_COLUMNS,
+                sql::params(sql::LATEST_COUNT),
+                sql::latest_update()
+            ));
+            let mut latest = tx
+                .prepare_cached(&upsert)
+                .map_err(err("preparing latest"))?;
+            for s in sql::newest_per_stream(all.into_iter()) {
+                latest
+                    .execute(params![
+                        s.device,
+                        s.stream,
+                        s.start_us,
+                        s.frames,
+                        s.dropped,
+                        s.p50_ms,
+                        s.p95_ms,
+                        s.p99_ms,
+                        s.max_ms,
+                        s.receiver_fps,
+                        s.publisher_fps,
+                        s.encode_ms,
+                        s.publish_ms,
+                        s.origin_delivery_ms
+                    ])
+                    .map_err(err("writing latest"))?;
+            }
+        }
         if let Some(t) = earliest {
             let mut rewind = tx
                 .prepare_cached(&lite(sql::REWIND_WATERMARK))
