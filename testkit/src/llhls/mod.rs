@@ -4,7 +4,7 @@
 //!
 //! MediaMTX's own source was read to learn what it does; this is a separate
 //! implementation of that behaviour, checked against the real MediaMTX
-//! captures in `/work/shared/fixtures/mediamtx-1.16.2-llhls/` (the unit tests
+//! captures in `shared/fixtures/mediamtx-1.16.2-llhls/` (beside the repository) (the unit tests
 //! rebuild the fixture's init section and parts byte for byte, and compare
 //! playlists tag for tag).
 //!
