@@ -5,71 +5,14 @@
 //! unknown streams and of every way out of the stream's directory. Prints
 //! the proxy's added time per part (proxied against direct, same run).
 
-use std::collections::HashMap;
+mod support;
+
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::server::serve;
 
-use glasswatch_collector::allow::AllowList;
-use glasswatch_collector::api::{routes, AppState};
-use glasswatch_collector::auth::{Auth, Settings};
-use glasswatch_collector::hub::{self, Hub};
-use glasswatch_collector::store::rollup::Ages;
-use glasswatch_collector::store::Storage;
-use glasswatch_common::messages::{Status, StreamInfo};
 use glasswatch_testkit::{require_origin_stack, OriginOptions, RtspOrigin, TestPattern};
-
-struct Server {
-    base: String,
-    addr: SocketAddr,
-    _rt: tokio::runtime::Runtime,
-}
-
-/// The collector's router (auth = "none") knowing `dev/cam0` at `hls_url`.
-fn serve(hls_url: &str) -> Server {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut hub = Hub::new(hub::Settings::default(), HashMap::new());
-    hub.set_allow(Arc::new(AllowList::new(None, Vec::new()).unwrap()));
-    let mut status = Status::offline("dev", 1, "test");
-    status.online = true;
-    status.streams = vec![StreamInfo {
-        id: "cam0".into(),
-        hls_url: hls_url.into(),
-        ..StreamInfo::default()
-    }];
-    hub.on_status(status, 1);
-    let state = AppState {
-        hub: Arc::new(Mutex::new(hub)),
-        storage: Storage::with_store(None, 10, Ages::default(), Duration::from_secs(1)),
-        auth: Arc::new(Auth::new(Settings {
-            enabled: false,
-            users: HashMap::new(),
-            session_ttl: Duration::from_secs(60),
-            tokens_file: None,
-            max_failures: 3,
-            window: Duration::from_secs(3),
-            trusted_proxies: Vec::new(),
-            tls: false,
-        })),
-        health: Arc::default(),
-    };
-    let (router, _) = routes(state);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(glasswatch_collector::web::serve(listener, router, None));
-    Server {
-        base: format!("http://{addr}"),
-        addr,
-        _rt: rt,
-    }
-}
 
 fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()

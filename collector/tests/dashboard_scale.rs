@@ -5,18 +5,16 @@
 //! alone, and until the next frame is painted). The figures are printed
 //! for the notes; the assertions are loose bounds.
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use glasswatch_collector::api::{routes, AppState};
-use glasswatch_collector::auth::{Auth, Settings};
 use glasswatch_collector::dashboard::FleetDiff;
 use glasswatch_collector::hub::{self, Hub};
 use glasswatch_collector::receiver::{wall_us, Event, Reading, SeenFrame};
-use glasswatch_collector::store::rollup::Ages;
-use glasswatch_collector::store::Storage;
 use glasswatch_common::messages::{FrameRecord, FramesBatch, Stats, Status, StreamInfo};
 use glasswatch_common::sei::FrameStamp;
 use glasswatch_testkit::chromium::{require_chromium, Chromium};
@@ -172,35 +170,8 @@ fn fleet_with_1000_streams() {
     if !require_chromium() {
         return;
     }
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let state = AppState {
-        hub: hub.clone(),
-        storage: Storage::with_store(None, 10, Ages::default(), Duration::from_secs(1)),
-        auth: Arc::new(Auth::new(Settings {
-            enabled: false,
-            users: HashMap::new(),
-            session_ttl: Duration::from_secs(60),
-            tokens_file: None,
-            max_failures: 3,
-            window: Duration::from_secs(3),
-            trusted_proxies: Vec::new(),
-            tls: false,
-        })),
-        health: Arc::default(),
-    };
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    rt.spawn(glasswatch_collector::web::serve(
-        listener,
-        routes(state).0,
-        None,
-    ));
+    let server = support::server::serve_state(support::server::open_state(hub.clone()));
+    let base = server.base.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let feeder = {
         let (hub, stop) = (hub.clone(), stop.clone());

@@ -1,4 +1,8 @@
-//! Helpers shared by the collector's fixture tests.
+//! Helpers shared by the collector's tests: the fixtures' truth, and the
+//! router served in process (`server`). Each test crate uses some of them.
+#![allow(dead_code)]
+
+pub mod server;
 
 use std::collections::HashMap;
 
