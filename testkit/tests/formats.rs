@@ -131,7 +131,12 @@ fn fmp4_keeps_stamps_and_strip_sei_removes_them() {
 fn read_back_llhls(origin: &RtspOrigin) -> Vec<u8> {
     let publisher = stamped().publish(&origin.rtsp_url("cam")).unwrap();
     let out = origin.dir().join("got.h264");
-    // The multivariant playlist is held until the first segment exists.
+    // The path exists once the publisher's RECORD session is up (a busy
+    // machine takes a while); the multivariant playlist is then held until
+    // the first segment exists.
+    origin
+        .wait_for_hls("cam", std::time::Duration::from_secs(30))
+        .unwrap();
     let es = ffmpeg_read_hls_h264(&origin.hls_url("cam"), 1.5, &out).unwrap();
     assert!(ffprobe_packet_count(&out.to_string_lossy()).unwrap() >= 30);
     end(publisher);
