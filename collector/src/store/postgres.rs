@@ -667,20 +667,8 @@ fn rollups_upsert(table: &str, rows: &[&RollupRow]) -> (String, Vec<Param>) {
         col(rows, |r: &RollupRow| r.origin_delivery_ms),
         col(rows, |r: &RollupRow| r.hist.clone()),
     ];
-    let sets = sql::ROLLUP_COLUMNS
-        .split(',')
-        .map(str::trim)
-        .filter(|c| !matches!(*c, "device" | "stream" | "start_us"))
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
     (
-        unnest_insert(
-            table,
-            sql::ROLLUP_COLUMNS,
-            &types,
-            &format!("ON CONFLICT (device, stream, start_us) DO UPDATE SET {sets}"),
-        ),
+        unnest_insert(table, sql::ROLLUP_COLUMNS, &types, &sql::rollup_conflict()),
         params,
     )
 }

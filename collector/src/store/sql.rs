@@ -86,19 +86,32 @@ pub fn insert_ignore(table: &str, columns: &str, n: usize) -> String {
     )
 }
 
-/// The upsert of one roll-up row into `minutes` or `hours`.
-pub fn upsert_rollup(table: &str) -> String {
-    let sets = ROLLUP_COLUMNS
+/// `col = excluded.col, …` for every column of `columns` not in `key`: what
+/// an upsert replaces.
+pub fn update_sets(columns: &str, key: &[&str]) -> String {
+    columns
         .split(',')
         .map(str::trim)
-        .filter(|c| !matches!(*c, "device" | "stream" | "start_us"))
+        .filter(|c| !key.contains(c))
         .map(|c| format!("{c} = excluded.{c}"))
         .collect::<Vec<_>>()
-        .join(", ");
+        .join(", ")
+}
+
+/// What a roll-up upsert replaces on conflict.
+pub fn rollup_conflict() -> String {
     format!(
-        "INSERT INTO {table} ({ROLLUP_COLUMNS}) VALUES ({}) \
-         ON CONFLICT (device, stream, start_us) DO UPDATE SET {sets}",
-        params(ROLLUP_COUNT)
+        "ON CONFLICT (device, stream, start_us) DO UPDATE SET {}",
+        update_sets(ROLLUP_COLUMNS, &["device", "stream", "start_us"])
+    )
+}
+
+/// The upsert of one roll-up row into `minutes` or `hours`.
+pub fn upsert_rollup(table: &str) -> String {
+    format!(
+        "INSERT INTO {table} ({ROLLUP_COLUMNS}) VALUES ({}) {}",
+        params(ROLLUP_COUNT),
+        rollup_conflict()
     )
 }
 
@@ -191,13 +204,7 @@ pub const LATEST_COUNT: usize = 14;
 /// What an upsert of `latest` sets: a row replaces the stored one only
 /// when it is newer (a flush after an outage writes old seconds).
 pub fn latest_update() -> String {
-    let sets = LATEST_COLUMNS
-        .split(',')
-        .map(str::trim)
-        .filter(|c| !matches!(*c, "device" | "stream"))
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let sets = update_sets(LATEST_COLUMNS, &["device", "stream"]);
     format!("ON CONFLICT (device, stream) DO UPDATE SET {sets} WHERE excluded.start_us > latest.start_us")
 }
 

@@ -89,6 +89,23 @@ impl super::sql::Cols for rusqlite::Row<'_> {
     }
 }
 
+/// Runs `query` (the shared SQL) with `params` and decodes every row.
+fn all<T>(
+    c: &Connection,
+    query: &str,
+    params: impl rusqlite::Params,
+    what: &'static str,
+    decode: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut st = c.prepare_cached(&lite(query)).map_err(err(what))?;
+    let mut rows = st.query(params).map_err(err(what))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(err(what))? {
+        out.push(decode(r)?);
+    }
+    Ok(out)
+}
+
 /// Opens the read-write connection with the settings every one gets.
 fn open_rw(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(|e| StoreError::Open {
@@ -299,17 +316,13 @@ impl Sqlite {
         to_us: i64,
     ) -> Result<Vec<RollupRow>, StoreError> {
         self.read(move |c| {
-            let mut st = c
-                .prepare_cached(&lite(&sql::rollup_source(table)))
-                .map_err(err("preparing the roll-up source"))?;
-            let mut rows = st
-                .query(params![from_us, to_us])
-                .map_err(err("reading the roll-up source"))?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next().map_err(err("reading the roll-up source"))? {
-                out.push(sql::rollup_row(r)?);
-            }
-            Ok(out)
+            all(
+                c,
+                &sql::rollup_source(table),
+                params![from_us, to_us],
+                "reading the roll-up source",
+                |r| sql::rollup_row(r),
+            )
         })
         .await
     }
@@ -321,29 +334,19 @@ impl Sqlite {
     ) -> Result<Option<SeriesPoint>, StoreError> {
         let (d, s) = (device.to_owned(), stream.to_owned());
         self.read(move |c| {
-            let mut st = c
-                .prepare_cached(&lite(&sql::latest()))
-                .map_err(err("preparing latest"))?;
-            let mut rows = st.query(params![d, s]).map_err(err("reading latest"))?;
-            match rows.next().map_err(err("reading latest"))? {
-                Some(r) => Ok(Some(sql::point(r, 0)?)),
-                None => Ok(None),
-            }
+            let points = all(c, &sql::latest(), params![d, s], "reading latest", |r| {
+                sql::point(r, 0)
+            })?;
+            Ok(points.into_iter().next())
         })
         .await
     }
 
     pub async fn fleet(&self) -> Result<Vec<FleetEntry>, StoreError> {
         self.read(|c| {
-            let mut st = c
-                .prepare_cached(&lite(&sql::fleet()))
-                .map_err(err("preparing the fleet"))?;
-            let mut rows = st.query([]).map_err(err("reading the fleet"))?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next().map_err(err("reading the fleet"))? {
-                out.push(sql::fleet_entry(r)?);
-            }
-            Ok(out)
+            all(c, &sql::fleet(), [], "reading the fleet", |r| {
+                sql::fleet_entry(r)
+            })
         })
         .await
     }
@@ -358,17 +361,13 @@ impl Sqlite {
     ) -> Result<Vec<SeriesPoint>, StoreError> {
         let (d, s) = (device.to_owned(), stream.to_owned());
         self.read(move |c| {
-            let mut st = c
-                .prepare_cached(&lite(&sql::series(table)))
-                .map_err(err("preparing a series"))?;
-            let mut rows = st
-                .query(params![d, s, from_us, to_us])
-                .map_err(err("reading a series"))?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next().map_err(err("reading a series"))? {
-                out.push(sql::point(r, 0)?);
-            }
-            Ok(out)
+            all(
+                c,
+                &sql::series(table),
+                params![d, s, from_us, to_us],
+                "reading a series",
+                |r| sql::point(r, 0),
+            )
         })
         .await
     }
@@ -382,17 +381,13 @@ impl Sqlite {
     ) -> Result<Vec<DeviceEvent>, StoreError> {
         let d = device.to_owned();
         self.read(move |c| {
-            let mut st = c
-                .prepare_cached(&lite(sql::EVENTS))
-                .map_err(err("preparing events"))?;
-            let mut rows = st
-                .query(params![d, from_us, to_us, limit])
-                .map_err(err("reading events"))?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next().map_err(err("reading events"))? {
-                out.push(sql::event(r)?);
-            }
-            Ok(out)
+            all(
+                c,
+                sql::EVENTS,
+                params![d, from_us, to_us, limit],
+                "reading events",
+                |r| sql::event(r),
+            )
         })
         .await
     }
@@ -407,17 +402,13 @@ impl Sqlite {
     ) -> Result<Vec<StoredFrame>, StoreError> {
         let (d, s) = (device.to_owned(), stream.to_owned());
         self.read(move |c| {
-            let mut st = c
-                .prepare_cached(&lite(sql::FRAMES))
-                .map_err(err("preparing frames"))?;
-            let mut rows = st
-                .query(params![d, s, from_us, to_us, limit])
-                .map_err(err("reading frames"))?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next().map_err(err("reading frames"))? {
-                out.push(sql::frame(r)?);
-            }
-            Ok(out)
+            all(
+                c,
+                sql::FRAMES,
+                params![d, s, from_us, to_us, limit],
+                "reading frames",
+                |r| sql::frame(r),
+            )
         })
         .await
     }
