@@ -5,6 +5,8 @@
 //! - `GET /api/v1/devices`: every device with its last status.
 //! - `GET /api/v1/streams/{device}/{stream}/series?from=&to=`: history from
 //!   storage, at a resolution chosen from the range.
+//! - `GET /api/v1/streams/{device}/{stream}/viewer/series?from=&to=`: the
+//!   dashboard players' viewer-latency reports from storage, the same points.
 //! - `GET /api/v1/streams/{device}/{stream}/frames?from=&to=&format=csv|json`:
 //!   the stored frames of a range (the raw data behind a percentile).
 //! - `GET /api/v1/devices/{device}/events?from=&to=`: online, offline, restarts.
@@ -33,7 +35,7 @@ use axum::{
 };
 use glasswatch_common::api::{
     DevicesResponse, EventsResponse, FramesResponse, Resolution, SeriesResponse, StorageStatus,
-    StreamsResponse,
+    StreamsResponse, ViewerSeriesResponse,
 };
 use glasswatch_common::topics::valid_id;
 use serde::Deserialize;
@@ -130,6 +132,12 @@ pub fn routes(state: AppState) -> (Router, Vec<RouteInfo>) {
         Method::GET,
         "/api/v1/streams/{device}/{stream}/series",
         get(series),
+        Viewer,
+    )
+    .add(
+        Method::GET,
+        "/api/v1/streams/{device}/{stream}/viewer/series",
+        get(viewer_series),
         Viewer,
     )
     .add(
@@ -265,6 +273,27 @@ async fn series(
         .series(resolution, &device, &stream, from_us, to_us)
         .await?;
     Ok(Json(SeriesResponse {
+        device,
+        stream,
+        from_us,
+        to_us,
+        resolution,
+        points,
+    }))
+}
+
+async fn viewer_series(
+    State(state): State<AppState>,
+    Path((device, stream)): Path<(String, String)>,
+    q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ViewerSeriesResponse>, ApiError> {
+    check_ids(&[&device, &stream])?;
+    let (from_us, to_us) = query(q)?.range()?;
+    let resolution = Resolution::for_range(to_us - from_us);
+    let points = store(&state)?
+        .viewer_series(resolution, &device, &stream, from_us, to_us)
+        .await?;
+    Ok(Json(ViewerSeriesResponse {
         device,
         stream,
         from_us,

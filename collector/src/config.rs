@@ -34,6 +34,8 @@ pub struct Config {
     pub output: Output,
     #[serde(default)]
     pub storage: Storage,
+    #[serde(default)]
+    pub dashboard: Dashboard,
     /// People who may log in.
     #[serde(default, rename = "user")]
     pub users: Vec<toml::Spanned<UserEntry>>,
@@ -186,6 +188,40 @@ impl Default for Matching {
             retention_s: Bounded(30),
             wait_ms: Bounded(3_000),
         }
+    }
+}
+
+/// The dashboard's pages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dashboard {
+    /// Latency colour bands, ms: below the first green, then yellow,
+    /// orange, red beyond the third.
+    pub bands_ms: [f64; 3],
+}
+
+impl Default for Dashboard {
+    fn default() -> Self {
+        Dashboard {
+            bands_ms: crate::dashboard::BANDS_MS,
+        }
+    }
+}
+
+impl Dashboard {
+    /// Why the bands cannot be used, if they cannot.
+    fn problem(&self) -> Option<String> {
+        let b = self.bands_ms;
+        let ok = b
+            .iter()
+            .all(|v| v.is_finite() && *v > 0.0 && *v <= 3_600_000.0)
+            && b[0] < b[1]
+            && b[1] < b[2];
+        (!ok).then(|| {
+            format!(
+                "bands_ms must be three increasing figures above 0 and at most an hour, got {b:?}"
+            )
+        })
     }
 }
 
@@ -410,6 +446,8 @@ impl Config {
             Some(p)
         } else if let Some(p) = self.http_problem() {
             Some(p)
+        } else if let Some(m) = self.dashboard.problem() {
+            Some(("dashboard.bands_ms", m))
         } else if self.hls.retry_min_ms.get() > self.hls.retry_max_ms.get() {
             Some((
                 "hls.retry_min_ms",
@@ -619,6 +657,31 @@ mod tests {
         for bad in ["", "d", "7", "7w", "-1d", "0s", "1000y", "1h30m"] {
             assert!(Age::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn dashboard_bands_default_parse_and_refuse_nonsense() {
+        let sample = Config::parse(SAMPLE, Path::new("sample.toml")).unwrap();
+        assert_eq!(sample.dashboard.bands_ms, crate::dashboard::BANDS_MS);
+        assert_eq!(
+            parse("").unwrap().dashboard.bands_ms,
+            [100.0, 500.0, 2000.0]
+        );
+        let c = parse("[dashboard]\nbands_ms = [50, 250.5, 1000]\n").unwrap();
+        assert_eq!(c.dashboard.bands_ms, [50.0, 250.5, 1000.0]);
+        for bad in [
+            "[500, 100, 2000]",
+            "[0, 100, 200]",
+            "[100, 100, 200]",
+            "[-1, 1, 2]",
+            "[1e12, 2e12, 3e12]",
+        ] {
+            let (_, key, message) = err(&format!("[dashboard]\nbands_ms = {bad}\n"));
+            assert_eq!(key, "dashboard.bands_ms", "{bad}: {message}");
+        }
+        assert!(parse("[dashboard]\nbands_ms = [1, 2]\n").is_err());
+        assert!(parse("[dashboard]\nbands_ms = [\"a\", 2, 3]\n").is_err());
+        assert!(parse("[dashboard]\ncolour = 1\n").is_err());
     }
 
     #[test]

@@ -22,9 +22,10 @@
 //! - `GET /api/metrics`: the seed's figures (`publisher_fps`,
 //!   `receiver_fps`, `latency_ms`) for whoever read its endpoint.
 //!
-//! The colour bands are DESIGN.md's (green < 100 ms, yellow < 500 ms,
-//! orange < 2 s, red beyond): constants here ([`BANDS_MS`]), sent to the
-//! pages with the snapshot.
+//! The colour bands are DESIGN.md's by default (green < 100 ms, yellow
+//! < 500 ms, orange < 2 s, red beyond: [`BANDS_MS`]), set by `[dashboard]
+//! bands_ms`, and sent to the pages with the fleet's snapshot and each
+//! stream's latest figures.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -52,7 +53,8 @@ use crate::auth::Identity;
 use crate::hub::{FleetRow, ViewerCounters, ViewerRefused};
 use crate::receiver::wall_us;
 
-/// DESIGN.md's bands: below the first is green, then yellow, orange, red.
+/// DESIGN.md's bands, the default of `[dashboard] bands_ms`: below the
+/// first is green, then yellow, orange, red.
 pub const BANDS_MS: [f64; 3] = [100.0, 500.0, 2_000.0];
 /// The largest viewer report accepted, bytes.
 pub const MAX_REPORT: usize = 2_048;
@@ -151,8 +153,8 @@ async fn fleet_page() -> Response {
 <option value=offline>offline</option></select><span id=count></span></div>\
 <div class=scroll><table id=fleet><thead><tr></tr></thead><tbody></tbody></table></div>\
 <p class=note>Glass-to-HLS: capture on the device to the last byte of the part at the collector. \
-Viewer: capture to shown in a dashboard viewer's browser. Bands: green &lt; 100 ms, yellow &lt; 500 ms, \
-orange &lt; 2 s, red beyond. <a href=/api/v1/streams>JSON</a></p></main>"
+Viewer: capture to shown in a dashboard viewer's browser. <span id=bands></span> \
+<a href=/api/v1/streams>JSON</a></p></main>"
         )
     });
     page(body.as_str())
@@ -363,13 +365,29 @@ pub fn cells(r: &FleetRow) -> Vec<Value> {
 }
 
 /// The live fleet's state on one connection: each row's cells as last sent.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FleetDiff {
     sent: HashMap<String, Vec<Value>>,
     started: bool,
+    bands_ms: [f64; 3],
+}
+
+impl Default for FleetDiff {
+    fn default() -> Self {
+        FleetDiff::new(BANDS_MS)
+    }
 }
 
 impl FleetDiff {
+    /// A connection's state, its snapshot carrying these colour bands.
+    pub fn new(bands_ms: [f64; 3]) -> FleetDiff {
+        FleetDiff {
+            sent: HashMap::new(),
+            started: false,
+            bands_ms,
+        }
+    }
+
     /// The next event's data: a snapshot the first time (every row, with
     /// its sparkline history), then only what changed: `u` holds
     /// `[id, column, value, column, value, …]` per changed row (every
@@ -400,7 +418,7 @@ impl FleetDiff {
             let data = json!({
                 "now_us": wall_us(),
                 "columns": COLUMNS,
-                "bands_ms": BANDS_MS,
+                "bands_ms": self.bands_ms,
                 "rows": out,
                 "history": hist,
             });
@@ -437,8 +455,9 @@ impl FleetDiff {
 async fn fleet_live(State(state): State<AppState>) -> impl IntoResponse {
     let mut tick = tokio::time::interval(FLEET_PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let diff = FleetDiff::new(lock(&state).bands_ms());
     let events = futures_util::stream::unfold(
-        (state, FleetDiff::default(), tick),
+        (state, diff, tick),
         |(state, mut diff, mut tick)| async move {
             tick.tick().await;
             let rows = lock(&state).fleet(wall_us());
@@ -473,6 +492,8 @@ pub struct StreamLatest {
     pub history: Vec<Option<f64>>,
     /// The last viewer report, if one arrived in the last 5 s.
     pub viewer: Option<Viewer>,
+    /// The colour bands, ms (`[dashboard] bands_ms`).
+    pub bands_ms: [f64; 3],
 }
 
 async fn stream_latest(
@@ -480,9 +501,13 @@ async fn stream_latest(
     Path((device, stream)): Path<(String, String)>,
 ) -> Result<Json<StreamLatest>, ApiError> {
     check_ids(&device, &stream)?;
-    let r = lock(&state)
-        .fleet_one(&device, &stream, wall_us())
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such stream"))?;
+    let (r, bands_ms) = {
+        let hub = lock(&state);
+        let r = hub
+            .fleet_one(&device, &stream, wall_us())
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such stream"))?;
+        (r, hub.bands_ms())
+    };
     Ok(Json(StreamLatest {
         device: r.device,
         stream: r.stream,
@@ -498,6 +523,7 @@ async fn stream_latest(
             .map(|h| h.map(|v| (f64::from(v) * 10.0).round() / 10.0))
             .collect(),
         viewer: r.viewer,
+        bands_ms,
     }))
 }
 

@@ -32,6 +32,8 @@ pub struct Settings {
     pub ping_interval_us: i64,
     /// Most records kept per stream.
     pub max_records: usize,
+    /// The dashboard's latency colour bands, ms (`[dashboard] bands_ms`).
+    pub bands_ms: [f64; 3],
 }
 
 impl Default for Settings {
@@ -43,6 +45,7 @@ impl Default for Settings {
             max_rtt_us: 2_000_000,
             ping_interval_us: 3_000_000,
             max_records: 30 * 240,
+            bands_ms: crate::dashboard::BANDS_MS,
         }
     }
 }
@@ -243,6 +246,11 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// The dashboard's latency colour bands, ms.
+    pub fn bands_ms(&self) -> [f64; 3] {
+        self.settings.bands_ms
+    }
+
     /// `overrides`: where to read a stream instead of its advertised URL.
     pub fn new(settings: Settings, overrides: HashMap<StreamKey, String>) -> Hub {
         Hub {

@@ -167,6 +167,7 @@ pub async fn run(
         max_rtt_us: i64::from(cfg.clock.max_rtt_ms.get()) * 1_000,
         ping_interval_us: i64::from(cfg.clock.ping_interval_s.get()) * 1_000_000,
         max_records: cfg.matching.retention_s.get() as usize * 240,
+        bands_ms: cfg.dashboard.bands_ms,
     };
     let hub: Shared = Arc::new(Mutex::new(Hub::new(settings, overrides)));
 

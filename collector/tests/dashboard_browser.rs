@@ -192,6 +192,23 @@ fn check_pages(b: &Chromium, base: &str, device: &str, label: &str) -> Vec<(f64,
     let via_api: Value = page_get(b, &format!("{api}/viewer"));
     assert!(via_api["frames"].as_u64().unwrap_or(0) > 0, "{via_api}");
     assert_eq!(via_api["schema"], "glasswatch.viewer/1");
+    // And stored: the history the charts read (written within a tick or two).
+    let stored = (0..100)
+        .map(|_| {
+            let v = page_get(b, &format!("{api}/viewer/series"));
+            let frames: u64 = v["points"]
+                .as_array()
+                .map(|p| p.iter().filter_map(|x| x["frames"].as_u64()).sum())
+                .unwrap_or(0);
+            (v, frames)
+        })
+        .find(|(_, frames)| {
+            *frames > 0 || {
+                std::thread::sleep(Duration::from_millis(100));
+                false
+            }
+        });
+    assert!(stored.is_some(), "no stored viewer seconds in 10 s");
     samples
 }
 

@@ -2,7 +2,11 @@
 //! a route's heading decodes into that route's response type (the same
 //! types the collector serializes), and nothing in it is left unread.
 
-use glasswatch_common::api::{EventsResponse, FramesResponse, SeriesResponse, StorageStatus};
+use glasswatch_collector::dashboard::StreamLatest;
+use glasswatch_common::api::{
+    EventsResponse, FramesResponse, SeriesResponse, StorageStatus, ViewerSeriesResponse,
+};
+use glasswatch_common::messages::Viewer;
 use serde::de::DeserializeOwned;
 
 const DOC: &str = include_str!("../../docs/api.md");
@@ -33,10 +37,23 @@ fn check<T: DeserializeOwned + serde::Serialize>(heading: &str) -> T {
 fn storage_routes_match_their_examples() {
     let s: SeriesResponse = check("GET /api/v1/streams/{device}/{stream}/series");
     assert_eq!(s.points.len(), 1);
+    let v: ViewerSeriesResponse = check("GET /api/v1/streams/{device}/{stream}/viewer/series");
+    assert_eq!(v.points[0].viewers, 1);
     let f: FramesResponse = check("GET /api/v1/streams/{device}/{stream}/frames");
     assert_eq!(f.frames[0].session.len(), 16);
     let e: EventsResponse = check("GET /api/v1/devices/{device}/events");
     assert_eq!(e.events.len(), 2);
     let st: StorageStatus = check("GET /api/v1/storage");
     assert!(st.writable);
+}
+
+#[test]
+fn dashboard_routes_match_their_examples() {
+    let s: StreamLatest = check("GET /api/v1/streams/{device}/{stream}`");
+    assert_eq!(s.bands_ms, [100.0, 500.0, 2000.0]);
+    let v: serde_json::Value =
+        serde_json::from_str(example("POST /api/v1/streams/{device}/{stream}/viewer")).unwrap();
+    assert!(v["page"].is_string() && v["method"] == "rvfc");
+    let v: Viewer = check("GET /api/v1/streams/{device}/{stream}/viewer`");
+    assert!(v.frames > 0);
 }

@@ -211,6 +211,26 @@ async fn writes_and_queries(store: &Store) {
         stalls: 0,
         uncertainty_ms: Some(2.0),
     });
+    // A second viewer of the same second, and the first one a second later;
+    // one second whose player saw no frame (no figures).
+    for (viewer, at, frames, p50, p95, stalls) in [
+        ("v2", T0, 31, Some(450.0), Some(500.0), 1),
+        ("v1", T0 + S, 30, Some(380.0), Some(400.0), 0),
+        ("v1", T0 + 2 * S, 0, None, None, 2),
+    ] {
+        b.viewers.push(ViewerRow {
+            device: "dev-a".into(),
+            stream: "cam0".into(),
+            viewer: viewer.into(),
+            start_us: at,
+            frames,
+            p50_ms: p50,
+            p95_ms: p95,
+            buffer_ms: Some(100.0),
+            stalls,
+            uncertainty_ms: Some(3.0),
+        });
+    }
     write(store, b.clone()).await;
     // Written again (a retry after a commit whose answer was lost): no duplicates.
     write(store, b.clone()).await;
@@ -272,6 +292,36 @@ async fn writes_and_queries(store: &Store) {
         .unwrap();
     assert_eq!(half.first().unwrap().t_us, T0 + 10 * S);
     assert_eq!(half.len(), 10, "from inclusive, to exclusive");
+
+    // Viewer reports: per second, then grouped into a minute.
+    let v = store
+        .viewer_series(Resolution::Seconds, "dev-a", "cam0", T0, T0 + 60 * S)
+        .await
+        .unwrap();
+    assert_eq!(v.len(), 3, "{v:?}");
+    assert_eq!((v[0].t_us, v[0].viewers, v[0].frames), (T0, 2, 60));
+    let mean = (350.0 * 29.0 + 450.0 * 31.0) / 60.0;
+    assert!((v[0].p50_ms.unwrap() - mean).abs() < 1e-9, "{v:?}");
+    assert_eq!(v[0].p95_ms, Some(500.0), "the worst second's p95");
+    assert_eq!(v[0].stalls, 1);
+    assert_eq!(v[0].uncertainty_ms, Some(3.0));
+    assert_eq!((v[2].frames, v[2].p50_ms, v[2].stalls), (0, None, 2));
+    let m = store
+        .viewer_series(Resolution::Minutes, "dev-a", "cam0", T0, T0 + 60 * S)
+        .await
+        .unwrap();
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert_eq!(
+        (m[0].t_us, m[0].viewers, m[0].frames, m[0].stalls),
+        (T0, 2, 90, 3)
+    );
+    let mean = (350.0 * 29.0 + 450.0 * 31.0 + 380.0 * 30.0) / 90.0;
+    assert!((m[0].p50_ms.unwrap() - mean).abs() < 1e-9, "{m:?}");
+    assert!(store
+        .viewer_series(Resolution::Seconds, "dev-a", "nope", T0, T0 + 60 * S)
+        .await
+        .unwrap()
+        .is_empty());
 
     let events = store.events("dev-a", T0, T0 + 3600 * S, 10).await.unwrap();
     assert_eq!(events.len(), 2);

@@ -5,7 +5,12 @@
 export let bandsMs = [100, 500, 2000];
 
 export function setBands(b) {
-  if (Array.isArray(b) && b.length === 3) bandsMs = b;
+  if (Array.isArray(b) && b.length === 3 && b.every(Number.isFinite)) bandsMs = b;
+  const legend = document.getElementById('bands');
+  if (legend) {
+    const [g, y, o] = bandsMs.map((v) => (v >= 1000 && v % 1000 === 0 ? `${v / 1000} s` : `${v} ms`));
+    legend.textContent = `Bands: green < ${g}, yellow < ${y}, orange < ${o}, red beyond.`;
+  }
 }
 
 /** The band class of a latency in ms: good, fair, slow, poor, or none. */

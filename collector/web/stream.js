@@ -5,7 +5,7 @@
 
 import Hls from './hls.mjs';
 import uPlot from './uplot.mjs';
-import { band, fmt, clock, getJSON, whoami, el } from './common.js';
+import { band, fmt, clock, getJSON, whoami, el, setBands } from './common.js';
 import { CollectorClock, ViewerMeter, quantile } from './viewer.js';
 
 const [, , device, stream] = location.pathname.split('/');
@@ -127,6 +127,7 @@ const meterClock = new CollectorClock();
 async function pollLatest() {
   try {
     state.latest = await getJSON(api, 5000);
+    setBands(state.latest.bands_ms);
   } catch (e) {
     state.latest = null;
   }
@@ -239,14 +240,25 @@ async function loadCharts() {
   }
   const pts = series.points;
   const x = pts.map((p) => p.t_us / 1e6);
-  const viewer = pts.map((p) => viewerBySecond.get(Math.floor(p.t_us / 1e6)) ?? null);
+  // Viewer p50 of every viewer, from storage, on the same points (by the
+  // point's start); this page's own seconds where storage has none yet.
+  const step = { seconds: 1e6, minutes: 60e6, hours: 3600e6 }[series.resolution] || 1e6;
+  const stored = new Map();
+  try {
+    const v = await getJSON(`${api}/viewer/series?from=${Math.round(from)}&to=${Math.round(to)}`);
+    for (const p of v.points) stored.set(Math.floor(p.t_us / step), p.p50_ms);
+  } catch (e) {
+    // Storage off: this page's figures alone.
+  }
+  const viewer = pts.map((p) => stored.get(Math.floor(p.t_us / step))
+    ?? (step === 1e6 ? viewerBySecond.get(Math.floor(p.t_us / 1e6)) : null) ?? null);
   const w = chartWidth();
   for (const c of charts) c.destroy();
   charts = [
     new uPlot({
       title: 'Latency (ms)', width: w, height: 200,
       series: [{}, { label: 'p50', stroke: '#1a7f37' }, { label: 'p95', stroke: '#b08800' },
-        { label: 'p99', stroke: '#cf222e' }, { label: 'viewer p50 (here)', stroke: '#8250df', dash: [4, 3] }],
+        { label: 'p99', stroke: '#cf222e' }, { label: 'viewer p50', stroke: '#8250df', dash: [4, 3] }],
     }, [x, pts.map((p) => p.p50_ms), pts.map((p) => p.p95_ms), pts.map((p) => p.p99_ms), viewer],
     document.getElementById('chart-latency')),
     new uPlot({

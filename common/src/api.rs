@@ -127,6 +127,38 @@ pub struct SeriesResponse {
     pub points: Vec<SeriesPoint>,
 }
 
+/// One point of a stream's viewer-latency history: what the dashboard's
+/// players reported (`viewer_seconds`), over a second, a minute or an hour.
+/// A player reports each second's median and p95, not its frames, so a
+/// wider point cannot merge them into exact percentiles: `p50_ms` is the
+/// mean of the per-second medians weighted by their frames, `p95_ms` the
+/// highest per-second p95 (the worst second), `buffer_ms` the mean player
+/// buffer, `stalls` their sum, `uncertainty_ms` the widest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViewerPoint {
+    /// Start of the second, minute or hour (µs since the epoch).
+    pub t_us: i64,
+    /// Distinct viewers (player pages) that reported in it.
+    pub viewers: u64,
+    pub frames: u64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub buffer_ms: Option<f64>,
+    pub stalls: u64,
+    pub uncertainty_ms: Option<f64>,
+}
+
+/// `GET /api/v1/streams/{device}/{stream}/viewer/series`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViewerSeriesResponse {
+    pub device: String,
+    pub stream: String,
+    pub from_us: i64,
+    pub to_us: i64,
+    pub resolution: Resolution,
+    pub points: Vec<ViewerPoint>,
+}
+
 /// A device event: `online`, `offline` or `restart`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceEvent {

@@ -36,7 +36,7 @@ pub mod sqlite;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use glasswatch_common::api::{DeviceEvent, Resolution, SeriesPoint, StoredFrame};
+use glasswatch_common::api::{DeviceEvent, Resolution, SeriesPoint, StoredFrame, ViewerPoint};
 
 pub use queue::Storage;
 pub use rows::{Batch, DeviceRow, EventRow, FrameRow, RollupRow, SecondRow, StreamRow, ViewerRow};
@@ -253,6 +253,23 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.series(table, device, stream, from_us, to_us).await,
             Store::Postgres(p) => p.series(table, device, stream, from_us, to_us).await,
+        }
+    }
+
+    /// One stream's viewer reports in `[from_us, to_us)`, grouped at a
+    /// resolution (the same points as [`Store::series`]).
+    pub async fn viewer_series(
+        &self,
+        resolution: Resolution,
+        device: &str,
+        stream: &str,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<Vec<ViewerPoint>, StoreError> {
+        let step = resolution.step_us();
+        match self {
+            Store::Sqlite(s) => s.viewer_series(device, stream, from_us, to_us, step).await,
+            Store::Postgres(p) => p.viewer_series(device, stream, from_us, to_us, step).await,
         }
     }
 

@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use glasswatch_common::api::{DeviceEvent, SeriesPoint, StoredFrame};
+use glasswatch_common::api::{DeviceEvent, SeriesPoint, StoredFrame, ViewerPoint};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
@@ -435,6 +435,25 @@ impl Postgres {
         .await?
         .iter()
         .map(|r| sql::point(r, 0))
+        .collect()
+    }
+
+    pub async fn viewer_series(
+        &self,
+        device: &str,
+        stream: &str,
+        from_us: i64,
+        to_us: i64,
+        step_us: i64,
+    ) -> Result<Vec<ViewerPoint>, StoreError> {
+        self.rows(
+            sql::VIEWER_SERIES,
+            &[&device, &stream, &from_us, &to_us, &step_us],
+            "reading a viewer series",
+        )
+        .await?
+        .iter()
+        .map(sql::viewer_point)
         .collect()
     }
 

@@ -7,7 +7,7 @@
 //! behind it (primary keys `(device, stream, start_us)` and the like, and
 //! the `…_by_time` indexes for roll-ups and retention).
 
-use glasswatch_common::api::{DeviceEvent, SeriesPoint, StoredFrame};
+use glasswatch_common::api::{DeviceEvent, SeriesPoint, StoredFrame, ViewerPoint};
 
 use super::rows::RollupRow;
 use super::{session_from_db, u64_of, FleetEntry, StoreError, Table};
@@ -178,6 +178,30 @@ pub fn series(table: Table) -> String {
          AND start_us >= $3 AND start_us < $4 ORDER BY start_us",
         table.name_and_time().0
     )
+}
+
+/// One stream's viewer reports in `[$3, $4)`, grouped into points `$5` µs
+/// wide (see [`ViewerPoint`] for what a point's figures mean).
+pub const VIEWER_SERIES: &str = "SELECT (start_us / $5) * $5 AS t, COUNT(DISTINCT viewer), \
+     CAST(SUM(frames) AS BIGINT), \
+     SUM(p50_ms * CAST(frames AS DOUBLE PRECISION)) / \
+     NULLIF(SUM(CASE WHEN p50_ms IS NULL THEN 0.0 ELSE CAST(frames AS DOUBLE PRECISION) END), 0.0), \
+     MAX(p95_ms), AVG(buffer_ms), CAST(SUM(stalls) AS BIGINT), MAX(uncertainty_ms) \
+     FROM viewer_seconds WHERE device = $1 AND stream = $2 AND start_us >= $3 AND start_us < $4 \
+     GROUP BY t ORDER BY t";
+
+/// A [`ViewerPoint`] from the columns of [`VIEWER_SERIES`].
+pub fn viewer_point(r: &impl Cols) -> Result<ViewerPoint, StoreError> {
+    Ok(ViewerPoint {
+        t_us: r.int(0)?,
+        viewers: u64_of(r.int(1)?),
+        frames: u64_of(r.int(2)?),
+        p50_ms: r.opt_real(3)?,
+        p95_ms: r.opt_real(4)?,
+        buffer_ms: r.opt_real(5)?,
+        stalls: u64_of(r.int(6)?),
+        uncertainty_ms: r.opt_real(7)?,
+    })
 }
 
 /// Every stream with its device's state and its latest second (the

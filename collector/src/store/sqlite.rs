@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use glasswatch_common::api::{DeviceEvent, SeriesPoint, StoredFrame};
+use glasswatch_common::api::{DeviceEvent, SeriesPoint, StoredFrame, ViewerPoint};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
@@ -367,6 +367,27 @@ impl Sqlite {
                 params![d, s, from_us, to_us],
                 "reading a series",
                 |r| sql::point(r, 0),
+            )
+        })
+        .await
+    }
+
+    pub async fn viewer_series(
+        &self,
+        device: &str,
+        stream: &str,
+        from_us: i64,
+        to_us: i64,
+        step_us: i64,
+    ) -> Result<Vec<ViewerPoint>, StoreError> {
+        let (d, s) = (device.to_owned(), stream.to_owned());
+        self.read(move |c| {
+            all(
+                c,
+                sql::VIEWER_SERIES,
+                params![d, s, from_us, to_us, step_us],
+                "reading a viewer series",
+                |r| sql::viewer_point(r),
             )
         })
         .await
