@@ -9,15 +9,21 @@ use std::path::Path;
 use std::time::Duration;
 
 use glasswatch_common::{fingerprint, sei};
-use glasswatch_testkit::agent::{now_us, AgentProcess, FrameLine};
+use glasswatch_testkit::agent::{now_us, AgentProcess, FrameLine, TestStream};
 use glasswatch_testkit::stamps::stamped_frames;
 use glasswatch_testkit::{ffmpeg_read_hls_h264, require_origin_stack, RtspOrigin};
 
+/// A 640x360 test-pattern stream `id` publishing to `url`.
 fn stream_config(id: &str, url: &str) -> String {
-    format!(
-        "[[stream]]\nid = \"{id}\"\nsource = \"test\"\nwidth = 640\nheight = 360\nfps = 30\ngop = 15\n\
-         bitrate_kbps = 800\nencoder = \"x264\"\npublish_url = \"{url}\"\n"
-    )
+    TestStream {
+        id,
+        publish_url: url,
+        width: 640,
+        height: 360,
+        bitrate_kbps: 800,
+        ..TestStream::default()
+    }
+    .toml()
 }
 
 /// Reads `seconds` of `path` over HLS with ffmpeg and checks every access

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use glasswatch_common::fingerprint;
 use glasswatch_common::messages::{ClockPong, FramesBatch, Stats, Status};
 use glasswatch_testkit::agent::{now_us, AgentProcess};
-use glasswatch_testkit::mosquitto::{BrokerOptions, Mosquitto, Subscriber};
+use glasswatch_testkit::mosquitto::{publish, BrokerOptions, Mosquitto, Subscriber};
 use glasswatch_testkit::process::run_with_timeout;
 use glasswatch_testkit::stamps::stamped_frames;
 use glasswatch_testkit::{ffmpeg_read_hls_h264, require, RtspOrigin};
@@ -348,24 +348,24 @@ fn clock_ping_is_answered_and_garbage_ignored() {
     let sub =
         Subscriber::start(&broker, "glasswatch/v1/devices/mq7/clock/pong", None, None).unwrap();
     std::thread::sleep(Duration::from_secs(2));
-    let publish = |payload: &str| {
-        run_with_timeout(
-            Command::new("mosquitto_pub")
-                .args(["-h", "127.0.0.1", "-p", &broker.port().to_string()])
-                .args(["-t", "glasswatch/v1/devices/mq7/clock/ping", "-m", payload]),
-            Duration::from_secs(5),
+    let ping = |payload: &str| {
+        publish(
+            broker.port(),
+            "glasswatch/v1/devices/mq7/clock/ping",
+            payload.as_bytes(),
+            false,
         )
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e:#}"));
     };
     for garbage in [
         "not json",
         "{\"schema\":\"glasswatch.clock_ping/1\"}",
         "{\"schema\":\"other/1\",\"nonce\":1,\"t1_us\":1}",
     ] {
-        publish(garbage);
+        ping(garbage);
     }
     let t1 = now_us();
-    publish(&format!(
+    ping(&format!(
         "{{\"schema\":\"glasswatch.clock_ping/1\",\"nonce\":42,\"t1_us\":{t1}}}"
     ));
     let got = sub

@@ -6,7 +6,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use glasswatch_testkit::agent::AgentProcess;
+use glasswatch_testkit::agent::{AgentProcess, TestStream};
 use glasswatch_testkit::{require_origin_stack, RtspOrigin};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_glasswatch-agent");
@@ -157,9 +157,12 @@ fn systemd_notifications_and_clean_sigterm_while_publishing() {
         .unwrap();
     let mut agent = AgentProcess::start_with_env(
         &format!(
-            "device_id = \"dev4\"\n[[stream]]\nid = \"cam0\"\nsource = \"test\"\nwidth = 320\nheight = 240\n\
-             encoder = \"x264\"\npublish_url = \"{}\"\n",
-            origin.rtsp_url("dev4-cam0")
+            "device_id = \"dev4\"\n{}",
+            TestStream {
+                publish_url: &origin.rtsp_url("dev4-cam0"),
+                ..TestStream::default()
+            }
+            .toml()
         ),
         &[
             ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),

@@ -3,6 +3,8 @@
 //! HTTP client). Every route of the router's table is asked anonymously,
 //! so a route added without a guard fails here.
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -14,6 +16,7 @@ use glasswatch_collector::hub::{self, Hub};
 use glasswatch_collector::store::rollup::Ages;
 use glasswatch_collector::store::Storage;
 use reqwest::{header, Method, StatusCode};
+use support::client;
 
 struct Server {
     base: String,
@@ -80,14 +83,6 @@ fn serve(tls: Option<&glasswatch_testkit::tls::TlsFiles>) -> (Server, Vec<RouteI
         _rt: rt,
     };
     (server, table)
-}
-
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
 }
 
 /// A route's pattern with sample parameters.

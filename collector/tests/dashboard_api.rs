@@ -8,24 +8,14 @@ mod support;
 
 use std::io::{BufRead as _, BufReader};
 use std::time::{Duration, Instant};
+use support::client;
 use support::server::serve;
 
 use glasswatch_common::messages::Viewer;
 
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-}
-
+/// GET through testkit's HTTP client: (status, body, elapsed).
 fn get(url: &str) -> (u16, String, Duration) {
-    let t = Instant::now();
-    let r = client().get(url).send().unwrap();
-    let status = r.status().as_u16();
-    let body = r.text().unwrap_or_default();
-    (status, body, t.elapsed())
+    glasswatch_testkit::http::get_text(url).unwrap_or_else(|e| panic!("GET {url}: {e:#}"))
 }
 
 fn now_us() -> i64 {

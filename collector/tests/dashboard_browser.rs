@@ -23,6 +23,7 @@ use glasswatch_testkit::chromium::{require_chromium, Chromium};
 use glasswatch_testkit::collector::CollectorProcess;
 use glasswatch_testkit::mosquitto::Subscriber;
 use glasswatch_testkit::require_origin_stack;
+use glasswatch_testkit::stats::percentile;
 use glasswatch_testkit::{OriginOptions, RtspOrigin};
 use serde_json::Value;
 
@@ -40,14 +41,6 @@ fn page_get(b: &Chromium, path: &str) -> Value {
         &[Value::from(path)],
     )
     .unwrap_or(Value::Null)
-}
-
-fn percentile(v: &mut [f64], q: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
 }
 
 /// The fleet page, then the stream page; returns (viewer p50s, g2h p50s, viewer p95s, g2h p95s).

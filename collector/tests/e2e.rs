@@ -12,13 +12,8 @@ use glasswatch_testkit::agent::{test_pattern_config, AgentProcess};
 use glasswatch_testkit::collector::CollectorProcess;
 use glasswatch_testkit::mosquitto::{Mosquitto, Subscriber};
 use glasswatch_testkit::require::{require, require_mqtt_stack};
+use glasswatch_testkit::stats::median;
 use glasswatch_testkit::RtspOrigin;
-
-/// The median of some values.
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
 
 /// Checks summaries of a healthy 30 fps stream read over classic HLS: frames
 /// ≈ fps on average (segments arrive in bursts), plausible glass-to-HLS,
@@ -295,29 +290,8 @@ fn garbage_mqtt_payloads_are_counted_and_skipped() {
         ),
     ];
     for (topic, payload) in garbage {
-        let status = std::process::Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-q",
-                "1",
-                "-t",
-                topic,
-                "-s",
-            ])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut c| {
-                use std::io::Write as _;
-                if let Some(mut stdin) = c.stdin.take() {
-                    stdin.write_all(payload)?;
-                }
-                c.wait()
-            })
-            .unwrap();
-        assert!(status.success(), "mosquitto_pub {topic}");
+        glasswatch_testkit::mosquitto::publish(port, topic, payload, false)
+            .unwrap_or_else(|e| panic!("{e:#}"));
     }
     // Counted, and the stream goes on being measured.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

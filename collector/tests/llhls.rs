@@ -14,13 +14,8 @@ use glasswatch_testkit::mosquitto::Mosquitto;
 use glasswatch_testkit::origin::OriginOptions;
 use glasswatch_testkit::proxy::DelayProxy;
 use glasswatch_testkit::require::require_mqtt_stack;
+use glasswatch_testkit::stats::median;
 use glasswatch_testkit::RtspOrigin;
-
-/// The median of some values.
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
 
 /// The median of the windows' p50 (windows with frames and a synced clock).
 fn median_p50(s: &[Latency]) -> f64 {

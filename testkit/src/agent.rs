@@ -40,20 +40,61 @@ pub fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
+/// One `[[stream]]` of the test pattern, encoded with x264 at 30 fps, GOP 15.
+#[derive(Debug, Clone)]
+pub struct TestStream<'a> {
+    pub id: &'a str,
+    pub publish_url: &'a str,
+    /// Empty: the agent's default.
+    pub hls_url: &'a str,
+    pub width: u32,
+    pub height: u32,
+    pub bitrate_kbps: u32,
+}
+
+impl Default for TestStream<'_> {
+    /// `cam0`, 320x240 at 400 kbit/s, publishing nowhere.
+    fn default() -> Self {
+        TestStream {
+            id: "cam0",
+            publish_url: "rtsp://127.0.0.1:9/none",
+            hls_url: "",
+            width: 320,
+            height: 240,
+            bitrate_kbps: 400,
+        }
+    }
+}
+
+impl TestStream<'_> {
+    /// The `[[stream]]` table.
+    pub fn toml(&self) -> String {
+        let hls = if self.hls_url.is_empty() {
+            String::new()
+        } else {
+            format!("hls_url = \"{}\"\n", self.hls_url)
+        };
+        format!(
+            "[[stream]]\nid = \"{}\"\nsource = \"test\"\nwidth = {}\nheight = {}\nfps = 30\ngop = 15\n\
+             bitrate_kbps = {}\nencoder = \"x264\"\npublish_url = \"{}\"\n{hls}",
+            self.id, self.width, self.height, self.bitrate_kbps, self.publish_url
+        )
+    }
+}
+
 /// An agent config with one small test-pattern stream `cam0` (320x240@30,
 /// GOP 15, x264), quick retries, and the given `[mqtt]` lines.
 /// An empty `hls_url` leaves the agent's default.
 pub fn test_pattern_config(device: &str, publish_url: &str, hls_url: &str, mqtt: &str) -> String {
-    let hls = if hls_url.is_empty() {
-        String::new()
-    } else {
-        format!("hls_url = \"{hls_url}\"\n")
-    };
     format!(
         "device_id = \"{device}\"\n[retry]\ninitial_ms = 200\nmax_ms = 2000\n\
-         [mqtt]\nkeep_alive_s = 5\n{mqtt}\n\
-         [[stream]]\nid = \"cam0\"\nsource = \"test\"\nwidth = 320\nheight = 240\nfps = 30\ngop = 15\n\
-         bitrate_kbps = 400\nencoder = \"x264\"\npublish_url = \"{publish_url}\"\n{hls}"
+         [mqtt]\nkeep_alive_s = 5\n{mqtt}\n{}",
+        TestStream {
+            publish_url,
+            hls_url,
+            ..TestStream::default()
+        }
+        .toml()
     )
 }
 

@@ -162,17 +162,10 @@ impl Chromium {
             }
             raw.extend_from_slice(&buf[..n]);
         }
-        let body_text = String::from_utf8_lossy(&raw[body_start..]).into_owned();
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .context("chromedriver's answer has no status")?;
-        let payload = if chunked {
-            dechunk(&body_text)
-        } else {
-            body_text
-        };
+        let response = crate::http::parse_response(&raw)
+            .with_context(|| format!("chromedriver's answer to {method} {path}"))?;
+        let status = response.status;
+        let payload = response.text();
         let v: Value = serde_json::from_str(&payload)
             .with_context(|| format!("chromedriver's answer is not JSON: {payload:.200}"))?;
         if status != 200 {
@@ -293,22 +286,6 @@ impl Drop for Chromium {
     }
 }
 
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || tail.len() < n {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = tail[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
 /// Standard base64 (with padding), as WebDriver sends screenshots.
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let val = |c: u8| -> Option<u32> {
@@ -349,10 +326,5 @@ mod tests {
         assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
         assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
         assert_eq!(base64_decode("YWJj").unwrap(), b"abc");
-    }
-
-    #[test]
-    fn chunked_bodies_are_joined() {
-        assert_eq!(dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), "abcde");
     }
 }

@@ -152,53 +152,12 @@ impl CollectorProcess {
     }
 }
 
-/// A plain HTTP/1.1 GET on 127.0.0.1 returning the body (tests only).
+/// A plain HTTP/1.1 GET on 127.0.0.1 returning the body of a 200 answer
+/// (tests only; [`crate::http::get`] with a 10 s limit).
 pub fn http_get(url: &str) -> anyhow::Result<String> {
-    use std::io::{Read as _, Write as _};
-    let rest = url
-        .strip_prefix("http://")
-        .with_context(|| format!("{url}: only http:// is supported"))?;
-    let (authority, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
-    let mut s = std::net::TcpStream::connect(authority)
-        .with_context(|| format!("connecting to {authority}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)
-        .with_context(|| format!("reading {url}"))?;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("{url}: no HTTP header end"))?;
-    if !head.starts_with("HTTP/1.1 200") {
-        bail!("{url}: {}", head.lines().next().unwrap_or_default());
+    let r = crate::http::get(url, Duration::from_secs(10))?;
+    if r.status != 200 {
+        bail!("{url}: HTTP {}: {}", r.status, r.text());
     }
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return Ok(dechunk(body));
-    }
-    Ok(body.to_owned())
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
+    Ok(r.text())
 }

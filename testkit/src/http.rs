@@ -64,6 +64,13 @@ pub fn get(url: &str, timeout: Duration) -> anyhow::Result<HttpResponse> {
     get_with_headers(url, &[], timeout)
 }
 
+/// GETs `url` with a 20 s limit and returns what most tests look at:
+/// (status, body as text, time from request to last byte).
+pub fn get_text(url: &str) -> anyhow::Result<(u16, String, Duration)> {
+    let r = get(url, Duration::from_secs(20))?;
+    Ok((r.status, r.text(), r.elapsed))
+}
+
 /// GETs `url` with extra request headers.
 pub fn get_with_headers(
     url: &str,

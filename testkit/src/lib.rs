@@ -29,6 +29,7 @@
 //! - [`proxy`]: [`DelayProxy`], a reverse proxy holding media responses back.
 //! - [`http`](mod@http): a minimal blocking HTTP GET for tests.
 //! - [`tls`]: a test CA and server certificate made with `openssl`.
+//! - [`stats`]: the median and percentiles of measured figures.
 //!
 //! Every wait here has a timeout, and every error names the peer, its log and
 //! the log's tail. Nothing here binds anything but 127.0.0.1. This crate is
@@ -54,6 +55,7 @@ pub mod proxy;
 pub mod publisher;
 pub mod require;
 pub mod stamps;
+pub mod stats;
 pub mod tls;
 
 pub use bins::{bin_path, try_bin_path};

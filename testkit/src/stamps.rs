@@ -5,6 +5,19 @@
 use anyhow::{bail, Context as _};
 use glasswatch_common::{fingerprint, h264, sei};
 
+/// Whether `nal` (without its start code) is the first slice of a picture
+/// (x264 with `tune=zerolatency` cuts frames into several slices).
+pub fn is_first_slice(nal: &[u8]) -> bool {
+    h264::nal_type(nal).is_some_and(h264::is_vcl) && h264::first_mb_in_slice(nal) == Some(0)
+}
+
+/// The pictures in an Annex B stream: its first slices.
+pub fn picture_count(es: &[u8]) -> usize {
+    h264::annexb_nals(es)
+        .filter(|(_, n)| is_first_slice(n))
+        .count()
+}
+
 /// One access unit as a reader sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeenFrame {

@@ -54,14 +54,6 @@ fn sei_count(es: &[u8]) -> usize {
         .count()
 }
 
-fn pictures(es: &[u8]) -> usize {
-    h264::annexb_nals(es)
-        .filter(|(_, n)| {
-            nal_type(n).is_some_and(h264::is_vcl) && h264::first_mb_in_slice(n) == Some(0)
-        })
-        .count()
-}
-
 /// Every access unit carries our stamp, in order, from one stream.
 fn assert_stamps_survive(es: &[u8], at_least: usize) {
     let frames = stamped_frames(es).unwrap();
@@ -80,7 +72,7 @@ fn assert_stamps_survive(es: &[u8], at_least: usize) {
 
 fn assert_no_sei(es: &[u8], at_least: usize) {
     assert_eq!(sei_count(es), 0, "an SEI NAL unit came through --strip-sei");
-    let n = pictures(es);
+    let n = glasswatch_testkit::stamps::picture_count(es);
     assert!(n >= at_least, "only {n} pictures");
 }
 

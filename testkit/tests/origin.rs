@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use glasswatch_common::h264::{self, nal_type, NAL_IDR, NAL_SEI};
 use glasswatch_testkit::{
-    ffmpeg_read_hls_h264, ffprobe_packet_count,
+    ffmpeg_read_hls_h264, ffprobe_packet_count, http,
     ports::{is_listening, loopback},
     process::run_with_timeout,
-    require_origin_stack, HlsPlaylist, Peer, RtspOrigin, TestPattern,
+    require_origin_stack,
+    stamps::{is_first_slice, picture_count},
+    HlsPlaylist, Peer, RtspOrigin, TestPattern,
 };
 
 /// Segments appear within this once a publisher starts (1 s each).
@@ -77,7 +79,7 @@ fn pushed_h264_is_served_over_hls_unchanged() {
     let got_path = work.path().join("got.h264");
     let got = ffmpeg_read_hls_h264(&origin.hls_url("cam"), 30.0, &got_path).unwrap();
     let units = annexb_nal_units(&got);
-    let pictures = units.iter().filter(|u| is_first_slice(u)).count();
+    let pictures = picture_count(&got);
     let idrs = units
         .iter()
         .filter(|u| nal_type(u) == Some(NAL_IDR) && is_first_slice(u))
@@ -153,27 +155,29 @@ fn http_serves_playlists_uncached_with_hls_types() {
     assert_eq!(String::from_utf8_lossy(&format.stdout).trim(), "mpegts");
     assert!(ffprobe_packet_count(&origin.hls_url("b")).unwrap() >= 45);
 
-    let response = http_get(origin.http_port(), "/b/index.m3u8");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let lower = response.to_ascii_lowercase();
-    assert!(lower.contains("cache-control: no-cache"), "{response}");
-    assert!(
-        lower.contains("content-type: application/vnd.apple.mpegurl"),
-        "{response}"
+    let base = format!("http://127.0.0.1:{}", origin.http_port());
+    let get = |path: &str| http::get(&format!("{base}{path}"), Duration::from_secs(10)).unwrap();
+    let response = get("/b/index.m3u8");
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(
+        response.header("cache-control"),
+        Some("no-cache"),
+        "{response:?}"
     );
-    assert!(response.contains("#EXT-X-ENDLIST"), "{response}");
-    let segment = http_get(
-        origin.http_port(),
-        &format!("/b/{}", playlist.segments[0].uri),
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/vnd.apple.mpegurl"),
+        "{response:?}"
     );
-    assert!(
-        segment
-            .to_ascii_lowercase()
-            .contains("content-type: video/mp2t"),
-        "{}",
-        &segment[..segment.len().min(300)]
+    assert!(response.text().contains("#EXT-X-ENDLIST"), "{response:?}");
+    let segment = get(&format!("/b/{}", playlist.segments[0].uri));
+    assert_eq!(
+        segment.header("content-type"),
+        Some("video/mp2t"),
+        "{:?}",
+        segment.headers
     );
-    assert!(http_get(origin.http_port(), "/a/index.m3u8").starts_with("HTTP/1.1 404"));
+    assert_eq!(get("/a/index.m3u8").status, 404);
 }
 
 #[test]
@@ -214,10 +218,7 @@ fn publishers_reconnect_and_origin_restarts_on_same_ports() {
         &origin.dir().join("after-restart.h264"),
     )
     .unwrap();
-    let pictures = annexb_nal_units(&got)
-        .iter()
-        .filter(|u| is_first_slice(u))
-        .count();
+    let pictures = picture_count(&got);
     assert!(
         pictures >= 50,
         "{pictures} pictures after restart; {playlist:?}"
@@ -248,23 +249,6 @@ fn a_second_publisher_is_refused_while_one_records() {
     end_publisher(&origin, "cam", third);
 }
 
-/// A plain HTTP/1.1 GET on 127.0.0.1, returning head and body as text.
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(loopback(port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    String::from_utf8_lossy(&response).into_owned()
-}
-
 /// The NAL units of an Annex B stream, without start codes.
 fn annexb_nal_units(data: &[u8]) -> Vec<&[u8]> {
     h264::annexb_nals(data).map(|(_, nal)| nal).collect()
@@ -272,9 +256,4 @@ fn annexb_nal_units(data: &[u8]) -> Vec<&[u8]> {
 
 fn is_vcl(nal: &[u8]) -> bool {
     nal_type(nal).is_some_and(h264::is_vcl)
-}
-
-/// The first slice of a picture (x264 with `tune=zerolatency` cuts frames into several slices).
-fn is_first_slice(nal: &[u8]) -> bool {
-    is_vcl(nal) && h264::first_mb_in_slice(nal) == Some(0)
 }

@@ -9,6 +9,16 @@ use std::collections::HashMap;
 use glasswatch_common::fingerprint::to_hex;
 use glasswatch_common::sei::FrameStamp;
 
+/// A blocking client for the collector's HTTP API: no redirects followed
+/// (tests look at them), 20 s per request.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap_or_else(|e| panic!("building the test HTTP client: {e}"))
+}
+
 /// One line of a fixture's truth.jsonl: what the publisher put in a frame.
 #[derive(Debug, serde::Deserialize)]
 pub struct Truth {
