@@ -42,6 +42,9 @@ impl MediaMtx {
         let text = std::fs::read_to_string(repo_config)
             .with_context(|| format!("reading {repo_config}"))?;
         let (rtsp_port, hls_port) = (free_port(), free_port());
+        // The control API and metrics too, so that MediaMTXs of concurrent
+        // tests do not fight over 9997/9998.
+        let (api_port, metrics_port) = (free_port(), free_port());
         let text: String = text
             .lines()
             .map(|l| {
@@ -49,6 +52,10 @@ impl MediaMtx {
                     format!("rtspAddress: 127.0.0.1:{rtsp_port}")
                 } else if l.starts_with("hlsAddress:") {
                     format!("hlsAddress: 127.0.0.1:{hls_port}")
+                } else if l.starts_with("apiAddress:") {
+                    format!("apiAddress: 127.0.0.1:{api_port}")
+                } else if l.starts_with("metricsAddress:") {
+                    format!("metricsAddress: 127.0.0.1:{metrics_port}")
                 } else {
                     l.to_owned()
                 }
