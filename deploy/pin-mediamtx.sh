@@ -23,5 +23,6 @@ for arch in amd64 arm64 armv7 armv6; do
   echo "$computed  $file" >> "$tmp/pinned"
 done
 echo "$version" > "$here/mediamtx.version"
-cp "$tmp/pinned" "$here/mediamtx.sha256"
+{ sed -n "/^#/p" "$here/mediamtx.sha256"; cat "$tmp/pinned"; } > "$tmp/with-header"
+cp "$tmp/with-header" "$here/mediamtx.sha256"
 echo "pinned MediaMTX $version:"; cat "$here/mediamtx.sha256"
