@@ -14,3 +14,4 @@ pub mod select;
 pub mod stamp;
 pub mod supervisor;
 pub mod sysinfo;
+pub mod watchdog;

@@ -19,7 +19,8 @@ use tokio::sync::watch;
 use glasswatch_agent::config::{self, Config};
 use glasswatch_agent::mqtt::MqttReporter;
 use glasswatch_agent::supervisor::{Phase, StreamState, Supervisor};
-use glasswatch_agent::{pipeline, probe, report};
+use glasswatch_agent::watchdog::Watchdog;
+use glasswatch_agent::{probe, report};
 
 /// The config file used when `--config` is not given, if it exists.
 const DEFAULT_CONFIG: &str = "/etc/glasswatch/agent.toml";
@@ -212,6 +213,9 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             .map(|d| (d / 2).min(Duration::from_secs(1)))
             .unwrap_or(Duration::from_secs(1)),
     );
+    // Pings only while every stream publishes or correctly retries (watchdog.rs).
+    let stall = Duration::from_millis(u64::from(config.retry.stall_ms.get()));
+    let mut dog = watchdog.map(|interval| Watchdog::new(interval, stall));
     let mut ready = false;
     let mut last_status = String::new();
     let mut last_sent: Vec<u64> = vec![0; states.len()];
@@ -236,7 +240,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
                         last_status = status;
                     }
                 }
-                if watchdog.is_some() && supervisors_alive(&states, watchdog.unwrap_or_default()) {
+                if dog.as_mut().is_some_and(|d| d.tick(&states)) {
                     let _ = sd_notify::notify(&[NotifyState::Watchdog]);
                 }
             }
@@ -256,15 +260,6 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     }
     let _ = tokio::time::timeout(Duration::from_millis(150), reporter).await;
     Ok(())
-}
-
-/// True when every supervisor turned its loop recently enough for the watchdog.
-fn supervisors_alive(states: &[Arc<StreamState>], watchdog: Duration) -> bool {
-    let now = u64::try_from(pipeline::wall_us()).unwrap_or(0);
-    let limit = u64::try_from(watchdog.as_micros()).unwrap_or(u64::MAX);
-    states
-        .iter()
-        .all(|s| now.saturating_sub(s.heartbeat_us.load(Ordering::Relaxed)) < limit)
 }
 
 /// One line per `systemctl status`: each stream's phase and send rate.

@@ -102,10 +102,16 @@ pub fn clock_health() -> ClockHealth {
     let unsync = tx.status & libc::STA_UNSYNC != 0;
     ClockHealth {
         synchronized: state != libc::TIME_ERROR && !unsync,
-        est_error_us: Some(tx.esterror),
-        max_error_us: Some(tx.maxerror),
+        est_error_us: Some(long(tx.esterror)),
+        max_error_us: Some(long(tx.maxerror)),
         source: "adjtimex".into(),
     }
+}
+
+/// timex's fields are C `long`: i64 on 64-bit targets, i32 on 32-bit ARM.
+#[allow(clippy::useless_conversion)]
+fn long(v: libc::c_long) -> i64 {
+    v.into()
 }
 
 #[cfg(test)]
