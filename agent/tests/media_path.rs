@@ -169,6 +169,7 @@ fn publishing_resumes_after_the_origin_restarts() {
 
     // The origin goes away for 5 s.
     origin.stop().unwrap();
+    // Pacing: the outage lasts 5 s.
     std::thread::sleep(Duration::from_secs(5));
     let back_at = now_us();
     origin.restart().unwrap();

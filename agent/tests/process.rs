@@ -128,6 +128,8 @@ fn absent_camera_is_waited_for_and_sigterm_stops_quickly() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // An observation, not synchronisation: the agent is still there 1.5 s
+    // after it started waiting (it logs the wait once, not each retry).
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         agent.peer().is_running(),

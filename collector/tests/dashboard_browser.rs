@@ -70,6 +70,8 @@ fn check_pages(b: &Chromium, base: &str, device: &str, label: &str) -> Vec<(f64,
         changed = b.execute(&figures, &[]).unwrap() != first;
     }
     assert!(changed, "fleet figures did not change in 5 s: {first}");
+    // Pacing, not synchronisation: a few more updates before the
+    // screenshot, which is an artefact for people, not a check.
     std::thread::sleep(Duration::from_secs(3));
     let shot = artefacts().join(format!("dashboard-fleet-{label}.png"));
     b.screenshot(&shot).unwrap();
@@ -104,13 +106,15 @@ fn check_pages(b: &Chromium, base: &str, device: &str, label: &str) -> Vec<(f64,
             })
             .as_f64()
             .unwrap_or(0.0);
-        std::thread::sleep(Duration::from_secs(2));
-        let t1 = b
-            .execute("return document.getElementById('video').currentTime;", &[])
-            .unwrap()
-            .as_f64()
-            .unwrap_or(0.0);
-        assert!(t1 > t0 + 1.0, "video.currentTime {t0} → {t1}");
+        // Playback advances: a second of video within 10 s.
+        b.wait_for(
+            &format!("return document.getElementById('video').currentTime > {t0} + 1.0;"),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| {
+            let t1 = b.execute("return document.getElementById('video').currentTime;", &[]);
+            panic!("video.currentTime {t0} → {t1:?}: {e}")
+        });
         b.wait_for(
             "const r = document.getElementById('rec'); return !r.hidden && r.offsetWidth > 0 \
              && /\\d\\d:\\d\\d:\\d\\d\\.\\d{3}/.test(r.textContent);",

@@ -191,6 +191,7 @@ fn fleet_with_1000_streams() {
         Duration::from_secs(30),
     )
     .expect("the fleet page rendered 1,000 rows");
+    // Pacing: the page's update times are measured over 12 s of updates.
     std::thread::sleep(Duration::from_secs(12));
     let perf = b
         .execute(

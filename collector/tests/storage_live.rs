@@ -16,7 +16,7 @@ use glasswatch_testkit::collector::http_get;
 use glasswatch_testkit::postgres::{require_postgres, Postgres};
 use glasswatch_testkit::require::{require, require_mqtt_stack, require_program};
 
-/// How long the database is away.
+/// How long the database is away (pacing, not synchronisation).
 const OUTAGE: Duration = Duration::from_secs(20);
 
 fn start(device: &str, storage: &str) -> Chain {
@@ -350,9 +350,15 @@ fn sigterm_flushes_what_is_queued() {
     // Seconds pile up while another process holds the lock...
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    std::thread::sleep(Duration::from_secs(6));
-    let queued = storage(&chain).queued_batches;
-    assert!(queued >= 4, "{queued} batches queued");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let queued = storage(&chain).queued_batches;
+        if queued >= 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{queued} batches queued");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // ...then the lock goes, and the collector is stopped at once.
     drop(conn);
     let published = chain.mqtt();

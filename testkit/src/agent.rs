@@ -151,6 +151,11 @@ impl AgentProcess {
         self.peer.log_tail()
     }
 
+    /// The agent's whole log (stderr) so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.peer.log_path()).unwrap_or_default()
+    }
+
     /// The directory holding the config and the frame log.
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,10 @@ use crate::peer::{Peer, Ready};
 use crate::ports::{free_port, loopback};
 use crate::process::run_with_timeout;
 use crate::tls::make_test_ca;
+
+/// Where subscribers' ready markers go (see [`Subscriber::start`]): outside
+/// `glasswatch/`, so no test reading product topics sees them.
+pub const MARKER_ROOT: &str = "testkit-ready";
 
 /// How a broker is set up.
 #[derive(Debug, Clone, Default)]
@@ -192,36 +197,46 @@ pub struct Subscriber {
 impl Subscriber {
     /// Subscribes to `topic` (QoS 1) on `broker`. With `session`, it is a
     /// persistent session with that client id (clean session off), so the
-    /// broker queues messages for it while it is disconnected.
+    /// broker queues messages for it while it is disconnected. Returns once
+    /// the subscription is in place.
     pub fn start(
         broker: &Mosquitto,
         topic: &str,
         session: Option<&str>,
         user: Option<(&str, &str)>,
     ) -> anyhow::Result<Subscriber> {
-        let mut cmd = Command::new("mosquitto_sub");
-        cmd.args(["-h", "127.0.0.1", "-p"])
-            .arg(broker.port().to_string())
-            .args(["-v", "-q", "1", "-t", topic]);
-        Self::spawn(cmd, session, user, broker.ca_file())
+        Self::spawn(broker.port(), topic, session, user, broker.ca_file())
     }
 
     /// Subscribes to `topic` (QoS 1) on any plain broker on 127.0.0.1:`port`
-    /// (the collector's embedded one, say).
+    /// (the collector's embedded one, say). Returns once the subscription is
+    /// in place.
     pub fn start_at(port: u16, topic: &str) -> anyhow::Result<Subscriber> {
+        Self::spawn(port, topic, None, None, None)
+    }
+
+    /// mosquitto_sub prints nothing once it has subscribed, so it also
+    /// subscribes to a marker topic of its own, the marker is published
+    /// retained, and the subscriber counts as ready once it printed it: the
+    /// broker sends a retained message only to a subscription in place, and
+    /// all of a client's filters are subscribed in one packet.
+    fn spawn(
+        port: u16,
+        topic: &str,
+        session: Option<&str>,
+        user: Option<(&str, &str)>,
+        ca_file: Option<&Path>,
+    ) -> anyhow::Result<Subscriber> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let marker = format!(
+            "{MARKER_ROOT}/{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         let mut cmd = Command::new("mosquitto_sub");
         cmd.args(["-h", "127.0.0.1", "-p"])
             .arg(port.to_string())
-            .args(["-v", "-q", "1", "-t", topic]);
-        Self::spawn(cmd, None, None, None)
-    }
-
-    fn spawn(
-        mut cmd: Command,
-        session: Option<&str>,
-        user: Option<(&str, &str)>,
-        ca_file: Option<&std::path::Path>,
-    ) -> anyhow::Result<Subscriber> {
+            .args(["-v", "-q", "1", "-t", topic, "-t", &marker]);
         if let Some(id) = session {
             cmd.args(["-c", "-i", id]);
         }
@@ -232,9 +247,15 @@ impl Subscriber {
             cmd.arg("--cafile").arg(ca);
         }
         let peer = Peer::spawn("mosquitto_sub", cmd, Ready::Spawned, Duration::from_secs(5))?;
-        // mosquitto_sub has no readiness line; give it a moment to subscribe.
-        thread::sleep(Duration::from_millis(300));
-        Ok(Subscriber { peer })
+        let sub = Subscriber { peer };
+        publish_with(port, user, ca_file, &marker, b"ready", true)
+            .context("publishing the subscriber's ready marker")?;
+        sub.wait_for(&marker, Duration::from_secs(10), |m| !m.is_empty())
+            .context("mosquitto_sub never received its ready marker")?;
+        // Clear the retained marker (an empty retained message deletes it).
+        publish_with(port, user, ca_file, &marker, b"", true)
+            .context("clearing the subscriber's ready marker")?;
+        Ok(sub)
     }
 
     /// Every `(topic, payload)` received so far whose topic starts with `prefix`.
@@ -291,20 +312,39 @@ pub fn publish_as(
     payload: &[u8],
     retain: bool,
 ) -> anyhow::Result<()> {
+    publish_with(port, login, None, topic, payload, retain)
+}
+
+/// Like [`publish_as`], over TLS trusting `ca_file` when given.
+pub fn publish_with(
+    port: u16,
+    login: Option<(&str, &str)>,
+    ca_file: Option<&Path>,
+    topic: &str,
+    payload: &[u8],
+    retain: bool,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("a directory for the payload")?;
     let file = dir.path().join("payload");
     std::fs::write(&file, payload).context("writing the payload")?;
     let mut cmd = Command::new("mosquitto_pub");
     cmd.args(["-h", "127.0.0.1", "-q", "1", "-t", topic])
         .arg("-p")
-        .arg(port.to_string())
-        .arg("-f")
-        .arg(&file);
+        .arg(port.to_string());
+    if payload.is_empty() {
+        // `-f` refuses an empty file; `-n` sends a null message.
+        cmd.arg("-n");
+    } else {
+        cmd.arg("-f").arg(&file);
+    }
     if retain {
         cmd.arg("-r");
     }
     if let Some((user, password)) = login {
         cmd.args(["-u", user, "-P", password]);
+    }
+    if let Some(ca) = ca_file {
+        cmd.arg("--cafile").arg(ca);
     }
     let out = run_with_timeout(&mut cmd, Duration::from_secs(10))?;
     if !out.status.success() {

@@ -256,13 +256,27 @@ fn held_requests_fail_when_the_publisher_goes() {
     let origin = RtspOrigin::start_with(&["cam"], OriginOptions::llhls_like_fixture()).unwrap();
     let base = base(&origin);
     let mut publisher = publish(&origin);
+    // Frozen, the publisher adds nothing more: the request below can only
+    // be answered by the muxer closing.
+    publisher.signal(libc::SIGSTOP).unwrap();
     let playlist = get_ok(&format!("{base}/video1_stream.m3u8")).text();
     let (seg, _, _) = live_edge(&playlist);
     let held = std::thread::spawn({
         let url = format!("{base}/video1_stream.m3u8?_HLS_msn={}&_HLS_part=0", seg + 2);
         move || get(&url, T)
     });
-    std::thread::sleep(Duration::from_millis(100));
+    // The origin counts the requests it holds: kill only once it holds this one.
+    let deadline = Instant::now() + T;
+    while get_ok(&format!(
+        "http://127.0.0.1:{}/_testkit/held",
+        origin.http_port()
+    ))
+    .text()
+        != "1"
+    {
+        assert!(Instant::now() < deadline, "the request was never held");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     publisher.kill().unwrap();
     // MediaMTX closes the muxer: the held request gets 500, later ones 404.
     let r = held.join().unwrap().unwrap();
@@ -350,8 +364,20 @@ fn sessions_redirect_and_refuse_requests_without_a_session() {
     let out = origin.dir().join("session.h264");
     ffmpeg_read_hls_h264(&origin.hls_url("cam"), 1.0, &out).unwrap();
 
-    // Idle sessions expire (here after 1.5 s, swept every 0.5 s).
-    std::thread::sleep(Duration::from_millis(2500));
+    // Idle sessions expire (here after 1.5 s, swept every 0.5 s). Any
+    // request with the session would keep it alive: ask the origin how many
+    // it has instead.
+    let deadline = Instant::now() + T;
+    while get_ok(&format!(
+        "http://127.0.0.1:{}/_testkit/sessions",
+        origin.http_port()
+    ))
+    .text()
+        != "0"
+    {
+        assert!(Instant::now() < deadline, "sessions never expired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     json_401(&format!("{base}/{media_uri}"));
     // A new session works again.
     let index = get_ok(&index_url).text();

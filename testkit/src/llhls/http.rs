@@ -19,6 +19,8 @@
 //! | the preload-hinted part | held until complete |
 //! | anything else | 404 `404 page not found` |
 //! | a held request when the publisher leaves | 500 |
+//! | `/_testkit/held` (not MediaMTX's) | the number of requests held now, as text |
+//! | `/_testkit/sessions` (not MediaMTX's) | the number of live reader sessions, as text |
 //!
 //! **Sessions mode** (MediaMTX ≥ 1.18, `internal/servers/hls`): `index.m3u8`
 //! without `cookieCheck=1` answers `302 Found` to itself with `cookieCheck=1`
@@ -40,7 +42,10 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError,
+    },
     time::{Duration, Instant, SystemTime},
 };
 
@@ -48,7 +53,7 @@ use axum::{
     body::{Body, Bytes},
     extract::{ConnectInfo, State},
     http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri},
-    response::Response,
+    response::{IntoResponse as _, Response},
     Router,
 };
 use glasswatch_common::h264;
@@ -71,6 +76,25 @@ pub struct Live {
     muxer: Mutex<Muxer>,
     version: watch::Sender<u64>,
     sessions: Mutex<HashMap<String, Session>>,
+    /// Requests waiting in [`Live::wait_for`] now (tests wait for a held
+    /// request through `/_testkit/held` instead of sleeping).
+    held: AtomicUsize,
+}
+
+/// Counts a request as held while it lives.
+struct Held<'a>(&'a AtomicUsize);
+
+impl<'a> Held<'a> {
+    fn new(count: &'a AtomicUsize) -> Held<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Held(count)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -95,11 +119,13 @@ impl Live {
     /// Runs `check` on the muxer after every change until it gives an answer.
     async fn wait_for<T>(&self, mut check: impl FnMut(&Muxer) -> Option<T>) -> T {
         let mut rx = self.version.subscribe();
+        let mut held = None;
         loop {
             rx.borrow_and_update();
             if let Some(answer) = check(&self.muxer()) {
                 return answer;
             }
+            held.get_or_insert_with(|| Held::new(&self.held));
             if rx.changed().await.is_err() {
                 // The sender lives as long as `self`; this is unreachable,
                 // but a closed muxer is the honest reading of it.
@@ -140,6 +166,7 @@ impl LlHlsServer {
             muxer: Mutex::new(Muxer::new(self.config, prefix.clone())),
             version: watch::Sender::new(0),
             sessions: Mutex::new(HashMap::new()),
+            held: AtomicUsize::new(0),
         });
         if let Some(old) = lock(slot).replace(live.clone()) {
             old.muxer().close();
@@ -352,6 +379,28 @@ async fn handle(
         return not_found();
     }
     let full = uri.path().strip_prefix('/').unwrap_or(uri.path());
+    // What tests wait for instead of sleeping.
+    let count = |f: fn(&Live) -> usize| -> usize {
+        server
+            .paths
+            .keys()
+            .filter_map(|p| server.live(p))
+            .map(|l| f(&l))
+            .sum()
+    };
+    match full {
+        "_testkit/held" => {
+            return count(|l| l.held.load(Ordering::SeqCst))
+                .to_string()
+                .into_response()
+        }
+        "_testkit/sessions" => {
+            return count(|l| lock(&l.sessions).len())
+                .to_string()
+                .into_response()
+        }
+        _ => {}
+    }
     let is_file = [".m3u8", ".ts", ".mp4", ".mp"]
         .iter()
         .any(|ext| full.ends_with(ext));
