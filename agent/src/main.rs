@@ -18,9 +18,10 @@ use tokio::sync::watch;
 
 use glasswatch_agent::config::{self, Config};
 use glasswatch_agent::mqtt::MqttReporter;
-use glasswatch_agent::supervisor::{Phase, StreamState, Supervisor};
+use glasswatch_agent::state::{Phase, StreamState};
+use glasswatch_agent::supervisor::Supervisor;
 use glasswatch_agent::watchdog::Watchdog;
-use glasswatch_agent::{probe, report};
+use glasswatch_agent::{probe, record, report};
 
 /// The config file used when `--config` is not given, if it exists.
 const DEFAULT_CONFIG: &str = "/etc/glasswatch/agent.toml";
@@ -160,7 +161,7 @@ fn run(config: Config) -> anyhow::Result<()> {
 async fn run_async(config: Config) -> anyhow::Result<()> {
     let avail = probe::encoder_availability();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (records_tx, records_rx) = report::channel(4096);
+    let (records_tx, records_rx) = record::hand_off(config.streams().count());
     let states: Vec<Arc<StreamState>> = config
         .streams()
         .map(|s| StreamState::new(s.id.as_str()))
@@ -192,7 +193,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             stream: stream.clone(),
             retry: config.retry.clone(),
             avail: avail.clone(),
-            records: report::sink(&records_tx, index),
+            records: records_tx.for_stream(index),
             state: state.clone(),
         };
         tasks.push(tokio::spawn(sup.run(shutdown_rx.clone())));

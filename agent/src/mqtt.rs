@@ -34,9 +34,8 @@ use rumqttc::{
 use tokio::sync::mpsc;
 
 use crate::config;
-use crate::pipeline::wall_us;
-use crate::report::FrameInfo;
-use crate::supervisor::{Backoff, StreamState};
+use crate::record::FrameInfo;
+use crate::state::{wall_us, Backoff, StreamState};
 use crate::sysinfo;
 
 /// Most records in one frames message (a backlog goes out in several).

@@ -15,11 +15,17 @@
 //! byte-stream) each access unit gets its SEI stamp (see `stamp`), and at the
 //! RTSP sink's input the record is completed with `sent_us` and handed on.
 //! Capture time mapping is in [`CaptureClock`]; `docs/design/time.md` explains it.
+//!
+//! No element holds a frame longer than its work needs: no queue but the
+//! leaky send queue (which holds frames only while the network blocks), the
+//! encoders configured without lookahead or B-frames (see
+//! `configure_encoder`), access-unit aligned caps into `h264parse` so it never
+//! waits for the next access unit, and the sinks inside `rtspclientsink`
+//! without clock sync (see `send_without_clock_wait`).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use gstreamer as gst;
 use gstreamer::glib;
@@ -28,10 +34,10 @@ use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
 use crate::config::{StreamConfig, Transport};
-use crate::report::FrameInfo;
-use crate::report::RecordSink;
+use crate::record::{FrameInfo, RecordSink};
 use crate::select::{CaptureChoice, Decode, EncoderChoice, EncoderKind};
 use crate::stamp::Stamper;
+use crate::state::{wall_us, StreamCounters};
 
 /// A pipeline could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -86,43 +92,6 @@ impl Plan {
     }
 }
 
-/// Counters of one stream, shared between the probes and the supervisor.
-#[derive(Debug, Default)]
-pub struct StreamCounters {
-    /// Access units stamped since the process started.
-    pub stamped: AtomicU64,
-    /// Access units that reached the RTSP sink.
-    pub sent: AtomicU64,
-    /// Access units that carried no slice and went out unstamped.
-    pub unstamped: AtomicU64,
-    /// Stamped access units the leaky queue dropped before the RTSP sink.
-    pub dropped_before_send: AtomicU64,
-    /// Frame records the reporter could not take.
-    pub records_lost: AtomicU64,
-    /// Bytes of access units that reached the RTSP sink.
-    pub sent_bytes: AtomicU64,
-    /// Frames the source skipped (gaps in its frame counter, the buffer offset).
-    pub dropped_capture: AtomicU64,
-    /// Frames that went into the encoder and never came out.
-    pub dropped_encode: AtomicU64,
-    /// Wall-clock µs when the last access unit reached the RTSP sink.
-    pub last_sent_us: AtomicU64,
-    /// Time spent in the stamp probe, in ns, summed over `stamped`
-    /// (parse, SEI insertion, fingerprint, buffer copy): the latency it adds.
-    pub stamp_ns: AtomicU64,
-}
-
-impl StreamCounters {
-    /// Mean time the stamper adds per frame, in µs.
-    pub fn mean_stamp_us(&self) -> f64 {
-        let n = self.stamped.load(Ordering::Relaxed);
-        if n == 0 {
-            return 0.0;
-        }
-        self.stamp_ns.load(Ordering::Relaxed) as f64 / n as f64 / 1000.0
-    }
-}
-
 /// Maps a buffer's PTS, as running time, to UTC microseconds.
 ///
 /// The pipeline runs on GStreamer's monotonic system clock. A buffer's
@@ -161,14 +130,6 @@ pub fn running_time(pad: &gst::Pad, pts: Option<gst::ClockTime>) -> Option<gst::
     let event = pad.sticky_event::<gst::event::Segment>(0)?;
     let segment = event.segment().downcast_ref::<gst::ClockTime>()?;
     segment.to_running_time(pts)
-}
-
-/// The wall clock in µs since the Unix epoch.
-pub fn wall_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Formats UTC µs as `hh:mm:ss.mmm`.
@@ -247,6 +208,9 @@ fn link_chain(chain: &[&gst::Element]) -> Result<(), BuildError> {
 fn configure_encoder(enc: &gst::Element, kind: EncoderKind, gop: u32, kbps: u32) {
     match kind {
         EncoderKind::X264 => {
+            // `tune=zerolatency`: no lookahead (rc and sync), no B-frames,
+            // sliced threads, so x264 holds no frame (it reports 0 frames of
+            // latency); its VBV (600 ms) shapes sizes, it holds nothing.
             set_str(enc, "tune", "zerolatency");
             set_str(enc, "speed-preset", "ultrafast");
             set_str(enc, "key-int-max", &gop.to_string());
@@ -255,25 +219,48 @@ fn configure_encoder(enc: &gst::Element, kind: EncoderKind, gop: u32, kbps: u32)
             set_str(enc, "b-adapt", "false");
         }
         EncoderKind::OpenH264 => {
+            // OpenH264 codes each frame in the call that receives it (no
+            // lookahead, no B-frames in its baseline profile); frame skipping
+            // stays off (the default) so the rate control drops nothing.
             set_str(enc, "gop-size", &gop.to_string());
             set_str(enc, "bitrate", &(u64::from(kbps) * 1000).to_string());
             set_str(enc, "rate-control", "bitrate");
             set_str(enc, "complexity", "low");
         }
         EncoderKind::V4l2 => {
+            // V4L2 M2M controls. `video_b_frames=0`: a B-frame makes the
+            // encoder hold the frames before it until the next P-frame is
+            // coded (one frame interval per B-frame); some drivers default to
+            // B-frames where the hardware has them. `h264_i_frame_period`: our
+            // GOP, so parts and segments can start where the origin wants.
+            // `repeat_sequence_header=1`: SPS/PPS with every IDR, so a reader
+            // joining mid-stream does not wait a GOP. A control the driver does
+            // not know is skipped by v4l2h264enc with a warning.
             let controls = format!(
-                "controls,h264_i_frame_period={gop},video_bitrate={},repeat_sequence_header=1",
+                "controls,h264_i_frame_period={gop},video_b_frames=0,video_bitrate={},\
+                 repeat_sequence_header=1",
                 u64::from(kbps) * 1000
             );
             set_str(enc, "extra-controls", &controls);
         }
         EncoderKind::Vaapi => {
+            // Both VA-API elements (`vaapih264enc`, `vah264enc`): each sets
+            // the properties it has. No B-frames (`max-bframes`, `b-frames`):
+            // reordering holds frames. Constant bitrate with a coded picture
+            // buffer of 600 ms (`cpb-length` in ms for vaapih264enc, default
+            // 1500; `cpb-size` in kbit for vah264enc): the CPB bounds how far
+            // a frame (a keyframe, mostly) may exceed the average size, which
+            // on an uplink close to the bitrate is the queueing delay it adds
+            // on the wire; 600 ms is the bound x264enc's VBV has here
+            // (`vbv-buf-capacity` default), so both paths burst alike.
             set_str(enc, "key-int-max", &gop.to_string());
             set_str(enc, "keyframe-period", &gop.to_string());
             set_str(enc, "bitrate", &kbps.to_string());
             set_str(enc, "rate-control", "cbr");
             set_str(enc, "b-frames", "0");
             set_str(enc, "max-bframes", "0");
+            set_str(enc, "cpb-length", "600");
+            set_str(enc, "cpb-size", &(u64::from(kbps) * 600 / 1000).to_string());
         }
         EncoderKind::Camera => {}
     }
@@ -299,6 +286,10 @@ pub fn build(
     let s = &plan.stream;
     let (width, height, fps) = plan.geometry();
     let pipeline = gst::Pipeline::with_name(&format!("{}-{}", plan.device_id, s.id));
+    // The capture-time mapping needs the pipeline clock to be the monotonic
+    // system clock (CLOCK_MONOTONIC, the driver's timestamp clock): never a
+    // clock some element might offer.
+    pipeline.use_clock(Some(&gst::SystemClock::obtain()));
 
     // Source and raw caps.
     let mut chain: Vec<gst::Element> = Vec::new();
@@ -325,6 +316,13 @@ pub fn build(
         Capture::V4l2 { device, choice } => {
             let src = make("v4l2src", "src")?;
             src.set_property("device", device);
+            // Buffer PTS from the driver's timestamp (see docs/design/time.md):
+            // with io-mode `auto` v4l2src streams (mmap or dmabuf), and each
+            // dequeued `v4l2_buffer` carries the driver's CLOCK_MONOTONIC
+            // stamp, which v4l2src turns into running time. `do-timestamp`
+            // would put the time GStreamer handed the buffer on instead; it is
+            // off by default and kept off here on purpose.
+            set_str(&src, "do-timestamp", "false");
             chain.push(src);
             let (media, format) = choice.format.gst_caps().ok_or_else(|| {
                 BuildError::Other(format!("capture format {} is not usable", choice.format))
@@ -335,6 +333,14 @@ pub fn build(
                 .field("framerate", gst::Fraction::new(choice.fps as i32, 1));
             if let Some(f) = format {
                 caps = caps.field("format", f);
+            }
+            if passthrough {
+                // Whole access units from the camera (v4l2src offers only
+                // these), so h264parse never waits for the next one to know
+                // where this one ends.
+                caps = caps
+                    .field("stream-format", "byte-stream")
+                    .field("alignment", "au");
             }
             chain.push(capsfilter("src_caps", caps.build())?);
             if let Decode::Jpeg { element, .. } = &choice.decode {
@@ -363,7 +369,12 @@ pub fn build(
         let enc = make(&plan.encoder.element, "encoder")?;
         configure_encoder(&enc, plan.encoder.kind, s.gop.get(), s.bitrate_kbps.get());
         chain.push(enc);
-        let mut out_caps = gst::Caps::builder("video/x-h264");
+        // Access-unit aligned output (what every encoder we use produces), so
+        // h264parse passes each access unit on as it arrives instead of
+        // waiting for the start of the next one.
+        let mut out_caps = gst::Caps::builder("video/x-h264")
+            .field("stream-format", "byte-stream")
+            .field("alignment", "au");
         if plan.encoder.kind == EncoderKind::V4l2 {
             // The Raspberry Pi's encoder refuses to negotiate without a level.
             out_caps = out_caps.field("level", "4");
@@ -401,6 +412,7 @@ pub fn build(
         },
     );
     set_str(&sink, "latency", "0");
+    send_without_clock_wait(&sink);
     chain.push(sink.clone());
 
     let refs: Vec<&gst::Element> = chain.iter().collect();
@@ -432,6 +444,43 @@ pub fn build(
         .ok_or_else(|| BuildError::Other("rtspclientsink has no linked sink pad".into()))?;
     add_sent_probe(&sink_pad, pending, counters, records);
     Ok(pipeline)
+}
+
+/// Makes `rtspclientsink` send each RTP packet as soon as it is made.
+///
+/// Inside `rtspclientsink`, the RTP packets of a stream go through a sink of
+/// its own (an `appsink` for TCP, a `multiudpsink` for UDP) created with
+/// `sync=true`: it holds each buffer until `base_time + running_time +
+/// latency`, where the latency is the pipeline's reported one (the source's
+/// frame, 33.3 ms at 30 fps, plus the sink's 20 ms `processing-deadline`).
+/// A frame that reaches it 35 ms after its capture (a live source hands a
+/// frame on when it is complete, then encoding) therefore waited another
+/// 18 ms there, on every frame: the constant `sent_us − encoded_us` of issue 12.
+///
+/// Nothing needs that wait. The live source already paces the stream (one
+/// frame per frame interval, on the capture clock); RTP timestamps come from
+/// the PTS, not from the time of sending; the leaky `send_queue` still
+/// absorbs a stalled network, since a blocked TCP write blocks the sink the
+/// same way. So every sink inside gets `sync=false` (the RTCP ones already
+/// have it), and the RTP session maps RTP to NTP time in its sender reports
+/// by capture time (`rtcp-sync-send-time=false`) instead of by
+/// "running time + latency", which would now be later than the real sending.
+fn send_without_clock_wait(sink: &gst::Element) {
+    let Some(bin) = sink.downcast_ref::<gst::Bin>() else {
+        tracing::warn!("rtspclientsink is not a bin; its sending sink keeps clock sync");
+        return;
+    };
+    bin.connect_deep_element_added(|_, _, element| {
+        if element.element_flags().contains(gst::ElementFlags::SINK) {
+            set_str(element, "sync", "false");
+        }
+    });
+    sink.connect("new-manager", false, |args| {
+        if let Some(Ok(manager)) = args.get(1).map(|v| v.get::<gst::Element>()) {
+            set_str(&manager, "rtcp-sync-send-time", "false");
+        }
+        None
+    });
 }
 
 /// Burns `PUB hh:mm:ss.mmm` (the frame's capture time, UTC) into each raw

@@ -1,94 +1,26 @@
-//! Frame records: what the stamper learnt about each frame, on its way out.
-//!
-//! The pipeline's probes hand each completed [`FrameInfo`] (a small `Copy`
-//! value, no allocation) to a [`RecordSink`] without ever blocking the
-//! streaming thread. The reporter task ([`run`]) drains them: into the
-//! optional `frame_log` (JSON lines) and into the MQTT reporter's
-//! fixed-capacity queues (see `mqtt`).
+//! The reporter task ([`run`]): one `select!` loop that drains the frame
+//! records the pipelines' probes handed on (see `record`) into the optional
+//! `frame_log` (JSON lines) and into the MQTT reporter's queues (see
+//! `mqtt`), and drives the MQTT reporter's timers and events.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use glasswatch_common::fingerprint;
-use glasswatch_common::messages::FrameRecord;
 use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::mqtt::MqttReporter;
-use crate::supervisor::StreamState;
-
-/// One frame as the agent produced it, in fixed-size form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrameInfo {
-    /// Index of the stream in the config.
-    pub stream: usize,
-    pub session: u64,
-    pub seq: u64,
-    pub capture_us: i64,
-    pub encoded_us: i64,
-    pub sent_us: i64,
-    pub bytes: u64,
-    pub keyframe: bool,
-    pub fingerprint: u64,
-}
-
-impl FrameInfo {
-    /// The wire form (DESIGN.md frame record).
-    pub fn to_record(&self) -> FrameRecord {
-        FrameRecord {
-            session: session_hex(self.session),
-            seq: self.seq,
-            capture_us: self.capture_us,
-            encoded_us: self.encoded_us,
-            sent_us: self.sent_us,
-            bytes: self.bytes,
-            keyframe: self.keyframe,
-            fingerprint: fingerprint::to_hex(self.fingerprint),
-        }
-    }
-}
-
-/// A session id as it appears on the wire: 16 lowercase hex chars.
-pub fn session_hex(session: u64) -> String {
-    format!("{session:016x}")
-}
+use crate::record::{FrameInfo, RecordSource};
+use crate::state::StreamState;
 
 /// A frame-log line: the stream id and its record.
 #[derive(Debug, Serialize)]
 struct LogLine<'a> {
     stream: &'a str,
     #[serde(flatten)]
-    record: FrameRecord,
-}
-
-/// The non-blocking sending side, one per stream.
-#[derive(Debug, Clone)]
-pub struct RecordSink {
-    stream: usize,
-    tx: mpsc::Sender<FrameInfo>,
-}
-
-impl RecordSink {
-    /// Hands a record on; `false` when the reporter is gone or full.
-    pub fn send(&self, mut info: FrameInfo) -> bool {
-        info.stream = self.stream;
-        self.tx.try_send(info).is_ok()
-    }
-}
-
-/// Creates the channel: sinks for the streams, the receiver for the reporter.
-pub fn channel(capacity: usize) -> (mpsc::Sender<FrameInfo>, mpsc::Receiver<FrameInfo>) {
-    mpsc::channel(capacity)
-}
-
-/// A sink for the stream at `index` on the channel `tx`.
-pub fn sink(tx: &mpsc::Sender<FrameInfo>, index: usize) -> RecordSink {
-    RecordSink {
-        stream: index,
-        tx: tx.clone(),
-    }
+    record: glasswatch_common::messages::FrameRecord,
 }
 
 /// Appends frame records to a JSON-lines file; a write error is logged once.
@@ -148,7 +80,7 @@ impl FrameLog {
 /// The reporter task: drains records into the frame log and MQTT until
 /// shutdown, then flushes what it can within `grace` and says goodbye.
 pub async fn run(
-    mut rx: mpsc::Receiver<FrameInfo>,
+    mut records: RecordSource,
     frame_log: Option<PathBuf>,
     states: Vec<Arc<StreamState>>,
     mut mqtt: Option<MqttReporter>,
@@ -163,13 +95,10 @@ pub async fn run(
         tokio::select! {
             // Shutdown requested (or the sender is gone).
             _ = shutdown.changed() => running = false,
-            // A frame record from a pipeline: log it and queue it for MQTT.
-            info = rx.recv() => match info {
-                Some(info) => accept(&info, &ids, &mut log, mqtt.as_mut()),
-                None => running = false,
-            },
-            // Every 100 ms: flush the log, publish a batch per stream (<= 200 ms old).
+            // Every 100 ms: take the records the probes handed on (log them, queue
+            // them for MQTT), flush the log, publish a batch per stream (<= 200 ms old).
             _ = batch_tick.tick() => {
+                records.drain(|info| accept(&info, &ids, &mut log, mqtt.as_mut()));
                 log.flush();
                 if let Some(m) = mqtt.as_mut() {
                     m.publish_batches();
@@ -195,10 +124,16 @@ pub async fn run(
             }
         }
     }
-    // The pipelines are stopping; take their last records, then leave cleanly.
+    // The pipelines are stopping; take their last records until every sink is
+    // gone (or 300 ms have passed), then leave cleanly.
     let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
-    while let Ok(Some(info)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-        accept(&info, &ids, &mut log, mqtt.as_mut());
+    loop {
+        let gone = records.senders_gone();
+        records.drain(|info| accept(&info, &ids, &mut log, mqtt.as_mut()));
+        if gone || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     log.flush();
     if let Some(m) = mqtt.as_mut() {

@@ -10,8 +10,8 @@
 //! place that owns the pipeline.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -22,85 +22,11 @@ use tokio::sync::watch;
 use glasswatch_common::messages::StreamInfo;
 
 use crate::config::{Retry, Source, StreamConfig};
-use crate::pipeline::{self, wall_us, Capture, Plan, StreamCounters};
+use crate::pipeline::{self, Capture, Plan};
 use crate::probe;
-use crate::report::RecordSink;
+use crate::record::{session_hex, RecordSink};
 use crate::select::{self, Decode, EncoderAvailability, EncoderChoice, EncoderKind};
-
-/// What a stream is doing, for logs and `systemctl status`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Phase {
-    Starting,
-    WaitingForCamera(PathBuf),
-    Publishing { encoder: String, url: String },
-    Retrying { reason: String, in_ms: u64 },
-    Stopped,
-}
-
-/// Shared view of one stream's supervisor.
-#[derive(Debug)]
-pub struct StreamState {
-    pub id: String,
-    pub phase: Mutex<Phase>,
-    pub counters: Arc<StreamCounters>,
-    /// Wall µs of the supervisor loop's last turn (for the watchdog).
-    pub heartbeat_us: AtomicU64,
-    /// Set once the first start attempt has finished, either way.
-    pub attempted: AtomicBool,
-    /// What the current pipeline publishes, for the status message.
-    info: Mutex<Option<StreamInfo>>,
-    /// Bumped whenever `info` changes, so the status is published again.
-    pub info_gen: AtomicU64,
-}
-
-impl StreamState {
-    pub fn new(id: &str) -> Arc<StreamState> {
-        Arc::new(StreamState {
-            id: id.to_owned(),
-            phase: Mutex::new(Phase::Starting),
-            counters: Arc::new(StreamCounters::default()),
-            heartbeat_us: AtomicU64::new(now_u64()),
-            attempted: AtomicBool::new(false),
-            info: Mutex::new(None),
-            info_gen: AtomicU64::new(0),
-        })
-    }
-
-    /// What the stream publishes, once a pipeline has been planned.
-    pub fn info(&self) -> Option<StreamInfo> {
-        self.info.lock().ok().and_then(|i| i.clone())
-    }
-
-    fn set_info(&self, info: StreamInfo) {
-        if let Ok(mut i) = self.info.lock() {
-            if i.as_ref() != Some(&info) {
-                *i = Some(info);
-                self.info_gen.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
-    fn set(&self, phase: Phase) {
-        if let Ok(mut p) = self.phase.lock() {
-            *p = phase;
-        }
-    }
-
-    pub fn phase(&self) -> Phase {
-        self.phase
-            .lock()
-            .map(|p| p.clone())
-            .unwrap_or(Phase::Starting)
-    }
-
-    fn beat(&self) {
-        self.heartbeat_us.store(now_u64(), Ordering::Relaxed);
-    }
-}
-
-fn now_u64() -> u64 {
-    u64::try_from(wall_us()).unwrap_or(0)
-}
+use crate::state::{wall_us, Backoff, Phase, StreamState};
 
 /// Why a plan could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -177,43 +103,6 @@ pub fn plan(
 enum Outcome {
     Shutdown,
     Failed(String),
-}
-
-/// Capped exponential backoff.
-#[derive(Debug)]
-pub struct Backoff {
-    initial_ms: u64,
-    max_ms: u64,
-    next_ms: u64,
-}
-
-impl Backoff {
-    pub fn new(retry: &Retry) -> Backoff {
-        Backoff::with_ms(
-            u64::from(retry.initial_ms.get()),
-            u64::from(retry.max_ms.get()),
-        )
-    }
-
-    /// From `initial_ms`, doubling up to `max_ms`.
-    pub fn with_ms(initial_ms: u64, max_ms: u64) -> Backoff {
-        Backoff {
-            initial_ms,
-            max_ms: max_ms.max(initial_ms),
-            next_ms: initial_ms,
-        }
-    }
-
-    /// The wait before the next attempt; doubles each time up to the cap.
-    pub fn next_wait(&mut self) -> u64 {
-        let now = self.next_ms;
-        self.next_ms = (self.next_ms * 2).min(self.max_ms);
-        now
-    }
-
-    pub fn reset(&mut self) {
-        self.next_ms = self.initial_ms;
-    }
 }
 
 /// Everything one stream's supervisor needs.
@@ -316,7 +205,7 @@ impl Supervisor {
         };
         tracing::info!(
             stream = id,
-            session = %crate::report::session_hex(session),
+            session = %session_hex(session),
             url = %plan.publish_url,
             encoder = %plan.encoder.element,
             hardware = plan.encoder.kind.is_hardware(),

@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::supervisor::{Phase, StreamState};
+use crate::state::{Phase, StreamState};
 
 /// What the watchdog needs to know about one stream at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,7 +112,7 @@ impl Watchdog {
     /// verdict changes (an error when pings stop, so the reason precedes
     /// systemd's restart in the journal).
     pub fn tick(&mut self, states: &[Arc<StreamState>]) -> bool {
-        let now = crate::pipeline::wall_us();
+        let now = crate::state::wall_us();
         let health: Vec<StreamHealth> = states.iter().map(|s| StreamHealth::of(s, now)).collect();
         match self.check(&health) {
             Ok(()) => {
@@ -220,13 +220,13 @@ mod tests {
         let mut d = dog();
         assert!(d.tick(&[fresh.clone()]), "a new stream is starting: fed");
         // Its supervisor last turned 11 s ago.
-        let old = crate::pipeline::wall_us() - 11_000_000;
+        let old = crate::state::wall_us() - 11_000_000;
         fresh
             .heartbeat_us
             .store(u64::try_from(old).unwrap_or(0), Ordering::Relaxed);
         assert!(!d.tick(&[fresh.clone()]));
         fresh.heartbeat_us.store(
-            u64::try_from(crate::pipeline::wall_us()).unwrap_or(0),
+            u64::try_from(crate::state::wall_us()).unwrap_or(0),
             Ordering::Relaxed,
         );
         assert!(d.tick(&[fresh]), "fed again once it turns");
