@@ -1,6 +1,7 @@
 //! Soak: the collector as a user runs it by default (its embedded MQTT
 //! broker) carries the MQTT traffic of 20 devices for two minutes, and its
-//! memory stays flat.
+//! memory stays flat; and the short form of bench/soak.sh's faults: the
+//! chain recovers by itself from origin, broker and device outages.
 //!
 //! Each simulated device is its own MQTT connection, as agents are: a
 //! retained status with a Last Will, a frames batch of 6 records every
@@ -20,8 +21,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use glasswatch_testkit::agent::{now_us, test_pattern_config, AgentProcess};
 use glasswatch_testkit::collector::CollectorProcess;
+use glasswatch_testkit::mosquitto::Mosquitto;
 use glasswatch_testkit::ports::free_port;
+use glasswatch_testkit::{require_origin_stack, require_program, OriginOptions, RtspOrigin};
 use rumqttc::{Client, Event, LastWill, MqttOptions, Packet, QoS};
 
 const STREAMS: usize = 20;
@@ -50,12 +54,6 @@ fn slope(points: &[(f64, f64)]) -> f64 {
     let num: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
     let den: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
     num / den
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 const ROOT: &str = "glasswatch/v1/devices";
@@ -272,5 +270,145 @@ fn embedded_broker_memory_stays_flat_under_20_streams() {
     assert!(
         growth <= MAX_SLOPE_KIB_S,
         "the collector's memory grows {growth:.1} KiB/s (at most {MAX_SLOPE_KIB_S}): {samples:?}\n{log}"
+    );
+}
+
+/// The last summary of `device`/cam0 (window end, frames, dropped), if any.
+fn last_summary(collector: &CollectorProcess, device: &str) -> Option<(i64, u64, u64)> {
+    let (streams, _) = collector.streams().ok()?;
+    let s = streams
+        .into_iter()
+        .find(|s| s.device == device && s.stream == "cam0")?;
+    s.last.map(|l| (l.window_end_us, l.frames, l.dropped))
+}
+
+/// Waits until `device`/cam0 has matched frames in `n` summaries in a row,
+/// each of a window that started after `after_us` (collector clock), for up
+/// to `timeout`; returns how long it took.
+fn wait_measuring(
+    collector: &CollectorProcess,
+    device: &str,
+    after_us: i64,
+    n: usize,
+    timeout: Duration,
+) -> Duration {
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    while start.elapsed() < timeout {
+        if let Some((end, frames, _)) = last_summary(collector, device) {
+            // Windows are a second long: this one started after `after_us`.
+            if end - 1_000_000 > after_us && seen.last().map(|l: &(i64, u64)| l.0) != Some(end) {
+                seen.push((end, frames));
+            }
+            let tail = &seen[seen.len().saturating_sub(n)..];
+            if tail.len() == n && tail.iter().all(|s| s.1 > 0) {
+                return start.elapsed();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!(
+        "{device}: no {n} measured seconds in a row within {timeout:?}: {seen:?}\n{}",
+        collector.log_tail()
+    );
+}
+
+/// The short form of bench/soak.sh's faults, on the real chain (agent →
+/// testkit LL-HLS origin → collector, over mosquitto, history in SQLite):
+/// the origin is killed and restarted, mosquitto restarted, the agent
+/// frozen (SIGSTOP: a device gone silent without closing anything) and
+/// thawed. After each the chain measures again by itself, and what the
+/// stored seconds count as dropped stays within what the outages explain.
+#[test]
+fn recovers_by_itself_from_origin_broker_and_device_outages() {
+    if !require_origin_stack() || !require_program("mosquitto") {
+        return;
+    }
+    let device = "soak-faults";
+    let path = format!("{device}-cam0");
+    let mut broker = Mosquitto::start().expect("mosquitto starts");
+    let mut origin = RtspOrigin::start_with(&[&path], OriginOptions::llhls_like_fixture())
+        .expect("origin starts");
+    let collector = CollectorProcess::start(&format!("[mqtt]\nurl = \"{}\"\n", broker.url()))
+        .expect("collector starts");
+    let mut agent = AgentProcess::start(&test_pattern_config(
+        device,
+        &origin.rtsp_url(&path),
+        &origin.hls_url(&path),
+        &format!("url = \"{}\"", broker.url()),
+    ))
+    .expect("agent starts");
+    let from_us = now_us();
+    wait_measuring(&collector, device, from_us, 3, Duration::from_secs(60));
+
+    // Outages, each followed by recovery; their lengths are what may be lost.
+    let mut outages = Vec::new();
+    let t = Instant::now();
+    origin.restart().expect("origin restarts");
+    outages.push(("origin", t.elapsed()));
+    let back = wait_measuring(&collector, device, now_us(), 3, Duration::from_secs(60));
+    eprintln!("origin killed and restarted: measuring again after {back:?}");
+    outages.push(("origin recovery", back));
+
+    let t = Instant::now();
+    broker.stop().expect("mosquitto stops");
+    std::thread::sleep(Duration::from_secs(3));
+    broker.restart().expect("mosquitto restarts");
+    outages.push(("broker", t.elapsed()));
+    let back = wait_measuring(&collector, device, now_us(), 3, Duration::from_secs(60));
+    eprintln!("mosquitto stopped 3 s and restarted: measuring again after {back:?}");
+    outages.push(("broker recovery", back));
+
+    let pid = agent.peer().pid().to_string();
+    let t = Instant::now();
+    let signal = |s: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([s, &pid])
+            .status()
+            .is_ok_and(|st| st.success());
+        assert!(ok, "kill {s} {pid}");
+    };
+    signal("-STOP");
+    std::thread::sleep(Duration::from_secs(4));
+    signal("-CONT");
+    outages.push(("device frozen", t.elapsed()));
+    let back = wait_measuring(&collector, device, now_us(), 3, Duration::from_secs(60));
+    eprintln!("agent frozen 4 s and thawed: measuring again after {back:?}");
+    outages.push(("device recovery", back));
+    // A few clean seconds after the last recovery, stored.
+    wait_measuring(&collector, device, now_us(), 5, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(3));
+
+    let url = format!(
+        "{}/api/v1/streams/{device}/cam0/series?from={from_us}&to={}",
+        collector.api_url(),
+        now_us()
+    );
+    let body = glasswatch_testkit::collector::http_get(&url).expect("series answers");
+    let series: glasswatch_common::api::SeriesResponse =
+        serde_json::from_str(&body).expect("a series");
+    let frames: u64 = series.points.iter().map(|p| p.frames).sum();
+    let dropped: u64 = series.points.iter().map(|p| p.dropped).sum();
+    let outage_s: f64 = outages.iter().map(|o| o.1.as_secs_f64()).sum();
+    // At 30 fps, every frame published while something was down or
+    // recovering may be lost, plus a second of frames at each edge (the
+    // window an outage cuts through): the product's promise. Anything past
+    // that is a frame lost for no reason.
+    let explained = (30.0 * (outage_s + 2.0 * 3.0)).ceil() as u64;
+    eprintln!(
+        "{} stored seconds, {frames} frames matched, {dropped} dropped; outages {outages:?} \
+         ({outage_s:.1} s, explaining up to {explained})",
+        series.points.len()
+    );
+    assert!(frames > 0, "{body}");
+    assert!(
+        dropped <= explained,
+        "{dropped} frames dropped, the outages explain {explained}: {outages:?}\n{body}"
+    );
+    // Measured after the last recovery without loss.
+    let tail = &series.points[series.points.len().saturating_sub(3)..];
+    assert!(
+        tail.iter().all(|p| p.frames > 0 && p.dropped == 0),
+        "the last stored seconds: {tail:?}"
     );
 }
