@@ -73,15 +73,22 @@ fn birth_last_will_and_clean_offline() {
     assert!(!birth.streams[0].hardware);
     assert!(birth.clock.is_some() && birth.agent_version.is_some() && birth.arch.is_some());
 
-    // kill -9: the broker publishes the Last Will within the keep-alive window (1.5 × 5 s).
+    // kill -9: the broker publishes the Last Will within the keep-alive
+    // window. Product (MQTT 3.1.1 §3.1.2.10): 1.5 × keep_alive_s = 7.5 s
+    // after the agent's last packet, plus the broker's own check (mosquitto
+    // looks at keep-alives about once a second). Machine: up to 2 s more
+    // for the subscriber and the broker to be scheduled on a busy machine.
     let killed_at = Instant::now();
     agent.peer().kill().unwrap();
-    sub.wait_for(status_topic, Duration::from_secs(9), |m| {
+    sub.wait_for(status_topic, Duration::from_secs(15), |m| {
         m.last().is_some_and(|(_, p)| !parse::<Status>(p).online)
     })
     .unwrap();
     let took = killed_at.elapsed();
-    assert!(took <= Duration::from_millis(8500), "will after {took:?}");
+    assert!(
+        took <= Duration::from_millis(7_500 + 1_000 + 2_000),
+        "will after {took:?}"
+    );
 
     // A clean stop publishes online: false itself.
     let mut agent = AgentProcess::start(&config("mq1", "rtsp://127.0.0.1:9/none", &mqtt)).unwrap();

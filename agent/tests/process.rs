@@ -135,9 +135,16 @@ fn absent_camera_is_waited_for_and_sigterm_stops_quickly() {
         agent.peer().is_running(),
         "an absent camera must not end the agent"
     );
+    // Product: systemd/glasswatch-agent.service promises a stop within 2 s
+    // of SIGTERM (TimeoutStopSec=5 is the hard limit); measured 0.18–0.20 s
+    // with both cores loaded, so the promise itself is the bound.
     let started = Instant::now();
     let status = agent.peer().terminate(Duration::from_secs(5)).unwrap();
     assert!(status.success(), "clean exit on SIGTERM: {status}");
+    eprintln!(
+        "SIGTERM (waiting for a camera) took {:?}",
+        started.elapsed()
+    );
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "took {:?}",
@@ -194,6 +201,7 @@ fn systemd_notifications_and_clean_sigterm_while_publishing() {
         agent.log_tail()
     );
 
+    // Product: the unit's promise, a stop within 2 s of SIGTERM (see above).
     let started = Instant::now();
     let status = agent.peer().terminate(Duration::from_secs(5)).unwrap();
     assert!(
@@ -201,6 +209,7 @@ fn systemd_notifications_and_clean_sigterm_while_publishing() {
         "clean exit on SIGTERM: {status}\n{}",
         agent.log_tail()
     );
+    eprintln!("SIGTERM (publishing) took {:?}", started.elapsed());
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "SIGTERM took {:?}",

@@ -41,13 +41,19 @@ fn check_classic(summaries: &[Latency], container: &str) {
     }
     let last = summaries.last().expect("summaries");
     assert!(last.clock.synced, "{last:#?}");
+    // Product: the offset is right within its reported uncertainty (the
+    // agent runs on this machine's clock: the true offset is 0).
     assert!(
-        last.clock.offset_ms.is_some_and(|o| o.abs() < 50.0),
+        last.clock
+            .offset_ms
+            .is_some_and(|o| o.abs() <= last.clock.uncertainty_ms),
         "{last:#?}"
     );
-    // Half the 100 ms reload interval plus the clock sample's rtt/2 (a few ms on loopback, more under load).
+    // Product: half the 100 ms reload interval plus the clock sample's
+    // rtt/2, and no sample over max_rtt_ms (2 s) is used. (How small rtt/2
+    // is, a few ms on an idle loopback, is the machine's.)
     assert!(
-        (50.0..100.0).contains(&last.clock.uncertainty_ms),
+        (50.0..=50.0 + 1_000.0).contains(&last.clock.uncertainty_ms),
         "{last:#?}"
     );
     assert!(
@@ -108,9 +114,17 @@ fn classic_ts_over_mosquitto() {
     let decoded = mqtt_summaries(&sub, "e2e1");
     assert_eq!(decoded.len(), on_mqtt.len(), "every payload decodes");
     for w in decoded.windows(2) {
+        // Product: windows follow each other without gap or overlap.
+        assert_eq!(
+            w[1].window_start_us, w[0].window_end_us,
+            "contiguous windows: {w:#?}"
+        );
+        // Product: one summary a second, never two (a tick is not caught
+        // up); how late a tick may run is the machine's: up to 0.5 s on a
+        // busy one.
         let step = w[1].window_end_us - w[0].window_end_us;
         assert!(
-            (900_000..=1_100_000).contains(&step),
+            (900_000..=1_500_000).contains(&step),
             "one summary per second: {step} µs"
         );
     }

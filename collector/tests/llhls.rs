@@ -31,6 +31,16 @@ fn median_p50(s: &[Latency]) -> f64 {
     median(synced(s).filter_map(|s| s.p50_ms).collect())
 }
 
+/// Frames measured per second over `windows`.
+fn frames_per_second(windows: &[&Latency]) -> f64 {
+    let frames: u64 = windows.iter().map(|w| w.frames).sum();
+    let us: i64 = windows
+        .iter()
+        .map(|w| w.window_end_us - w.window_start_us)
+        .sum();
+    frames as f64 / (us as f64 / 1e6)
+}
+
 /// Windows with frames and a synced clock.
 fn measured(s: &[Latency]) -> usize {
     synced(s).count()
@@ -86,14 +96,25 @@ fn llhls_blocks_on_reloads_and_times_each_part() {
             w.hls.media_requests
         );
         assert!((8..=30).contains(&w.hls.media_requests), "{w:#?}");
-        assert!((24..=36).contains(&w.frames), "{w:#?}");
+        // Machine: how many frames one window holds depends on when its
+        // tick ran and which parts landed before it (30 ± 6 idle, wider
+        // on a loaded machine). The product's claim, every frame measured,
+        // is checked over all windows below.
+        assert!((10..=50).contains(&w.frames), "{w:#?}");
         assert_eq!(w.dropped, 0, "{w:#?}");
         assert_eq!(w.matched_by_fingerprint, 0, "{w:#?}");
-        // No reader uncertainty with blocking reloads (classic HLS adds
-        // half its 100 ms reload interval); what is left is the clock
-        // sample's rtt/2, larger on a loaded machine.
-        assert!(w.clock.uncertainty_ms < 50.0, "{w:#?}");
+        // Product: no clock sample over max_rtt_ms (2 s) is used.
+        assert!(w.clock.uncertainty_ms <= 1_000.0, "{w:#?}");
     }
+    // Product: 30 frames a second measured, over the whole run.
+    let fps = frames_per_second(&good);
+    assert!((27.0..=33.0).contains(&fps), "{fps} frames/s: {good:#?}");
+    // Product: no reader uncertainty with blocking reloads (classic HLS
+    // adds half its 100 ms reload interval, so it is never under 50 ms);
+    // what is left is the clock sample's rtt/2, which a loaded machine
+    // raises in some windows: the median stays well under 50 ms.
+    let u = median(good.iter().map(|w| w.clock.uncertainty_ms).collect());
+    assert!(u < 50.0, "median uncertainty {u} ms: {good:#?}");
     // Availability follows parts: with 500 ms segments, timing by segment
     // would put the median near or above 250 ms.
     let p50 = median_p50(&s);
@@ -138,9 +159,14 @@ fn sei_stripped_frames_match_by_fingerprint() {
         assert_eq!(w.matched_by_fingerprint, w.frames, "{w:#?}");
         assert_eq!(w.unmatched, 0, "{w:#?}");
     }
-    for w in s.iter().filter(|s| s.frames > 0 && s.clock.synced).skip(3) {
-        assert!((24..=36).contains(&w.frames), "{w:#?}");
+    // Every frame measured: 30 a second over the run (product); one
+    // window's count also depends on its tick (machine).
+    let good: Vec<&Latency> = synced(&s).skip(3).collect();
+    for w in &good {
+        assert!((10..=50).contains(&w.frames), "{w:#?}");
     }
+    let fps = frames_per_second(&good);
+    assert!((27.0..=33.0).contains(&fps), "{fps} frames/s: {good:#?}");
     assert!(median_p50(&s) < 200.0, "{s:#?}");
 }
 

@@ -95,11 +95,12 @@ fn media_is_delayed_and_playlists_are_not() {
     assert_eq!(proxied.status, 200);
     assert_eq!(proxied.body, direct.body);
     // The proxy sleeps D after the body is complete, so it can never be
-    // quicker than D; two fetches differ by a few ms of their own.
+    // quicker than D (its promise); two fetches differ by a few ms of their
+    // own, and by more on a loaded machine (the upper bound is the machine's).
     assert!(proxied.elapsed >= D, "{:?}", proxied.elapsed);
     let extra = proxied.elapsed.saturating_sub(direct.elapsed);
     assert!(
-        extra >= D - Duration::from_millis(20) && extra < D + Duration::from_millis(200),
+        extra >= D - Duration::from_millis(20) && extra < D + Duration::from_millis(500),
         "media held {extra:?} more than direct, expected about {D:?}"
     );
     // Path and query intact, headers (repeated ones too) intact.
@@ -127,11 +128,9 @@ fn media_is_delayed_and_playlists_are_not() {
         playlist.header("x-target"),
         Some("/cam/video1_stream.m3u8?_HLS_msn=3&_HLS_part=1")
     );
-    assert!(
-        playlist.elapsed < Duration::from_millis(150),
-        "playlist took {:?}",
-        playlist.elapsed
-    );
+    // The proxy's promise: playlists are not held (they would take D or
+    // more); how quickly a loopback answer comes is the machine's.
+    assert!(playlist.elapsed < D, "playlist took {:?}", playlist.elapsed);
 
     // Status passed on (a missing part is still a media response).
     assert_eq!(get(&proxy.url("/missing.mp4"), T).unwrap().status, 404);
@@ -153,11 +152,8 @@ fn media_is_delayed_and_playlists_are_not() {
     // The delay can change while running.
     proxy.set_delay(Duration::ZERO);
     let quick = get(&proxy.url("/cam/abc_video1_seg7.mp4"), T).unwrap();
-    assert!(
-        quick.elapsed < Duration::from_millis(150),
-        "{:?}",
-        quick.elapsed
-    );
+    // No longer held (it was D a moment ago).
+    assert!(quick.elapsed < D, "{:?}", quick.elapsed);
     assert_eq!(
         proxy.proxied(&format!("{origin}/cam/index.m3u8")).unwrap(),
         proxy.url("/cam/index.m3u8")
@@ -186,11 +182,8 @@ fn in_front_of_the_llhls_origin() {
     )
     .unwrap();
     assert_eq!(playlist.status, 200);
-    assert!(
-        playlist.elapsed < Duration::from_millis(150),
-        "{:?}",
-        playlist.elapsed
-    );
+    // Not held, as above.
+    assert!(playlist.elapsed < D, "{:?}", playlist.elapsed);
     let text = playlist.text();
     let part = text
         .lines()
@@ -203,7 +196,7 @@ fn in_front_of_the_llhls_origin() {
     assert!(proxied.elapsed >= D, "{:?}", proxied.elapsed);
     let extra = proxied.elapsed.saturating_sub(direct.elapsed);
     assert!(
-        extra >= D - Duration::from_millis(20) && extra < D + Duration::from_millis(200),
+        extra >= D - Duration::from_millis(20) && extra < D + Duration::from_millis(500),
         "part held {extra:?} more than direct"
     );
 
