@@ -4,6 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Strict mode (testkit::require): a component the tests need but cannot find
+# fails its test instead of skipping it, as under CI=true, since
+# install-deps.sh has just installed everything. GLASSWATCH_STRICT=0 runs
+# them in skip mode (say, without the shared fixtures beside the repository).
+export GLASSWATCH_STRICT="${GLASSWATCH_STRICT:-1}"
+
 scripts/install-deps.sh
 
 echo "== documentation links"

@@ -306,22 +306,32 @@ fn llhls_request_sequence_follows_next_part() {
     assert_eq!(check_request_sequence(LL_REQUESTS, &copied), 3);
 }
 
+/// The project's shared fixtures (`GLASSWATCH_FIXTURES`, else
+/// `shared/fixtures` beside the repository, where CI puts the project's
+/// `shared/` folder). Missing, the test is skipped in a bare `cargo test`
+/// and fails in strict mode (CI, `scripts/test.sh`), as any missing
+/// component does.
 fn shared_fixtures() -> Option<PathBuf> {
     let dir = std::env::var_os("GLASSWATCH_FIXTURES")
         .map(PathBuf::from)
-        // CI clones the repository with the project's shared/ folder beside it.
         .unwrap_or_else(|| {
             PathBuf::from(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/../../shared/fixtures"
             ))
         });
-    if dir.join("mediamtx-1.16.2-llhls").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: no shared fixtures at {}", dir.display());
-        None
-    }
+    glasswatch_testkit::require("the shared fixtures", || {
+        if dir.join("mediamtx-1.16.2-llhls").is_dir() {
+            Ok(())
+        } else {
+            Err(format!(
+                "no mediamtx-1.16.2-llhls in {}; put the project's shared/ folder beside the \
+                 repository or point GLASSWATCH_FIXTURES at its fixtures/",
+                dir.display()
+            ))
+        }
+    })
+    .then_some(dir)
 }
 
 fn playlists_in(dir: &Path) -> Vec<(String, String)> {

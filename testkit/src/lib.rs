@@ -10,7 +10,8 @@
 //!   a readiness wait ([`Ready`]) and SIGKILL on drop.
 //! - [`ports`]: [`free_port`] and TCP waits, all on 127.0.0.1.
 //! - [`bins`]: [`bin_path`], finding workspace binaries next to the test.
-//! - [`require`](mod@require): the policy for missing tools: skip locally, fail under `CI=true`.
+//! - [`require`](mod@require): the policy for missing tools: skip in a bare `cargo test`, fail
+//!   under `CI=true` or `GLASSWATCH_STRICT=1` (`scripts/test.sh`).
 //! - [`origin`]: [`RtspOrigin`], running `glasswatch-test-origin` (MPEG-TS,
 //!   fMP4 or LL-HLS output, optionally without SEI; [`OriginOptions`]).
 //! - [`publisher`]: [`TestPattern`], a real `rtspclientsink` publisher.
@@ -66,4 +67,6 @@ pub use ports::{free_port, wait_for_tcp};
 pub use postgres::{require_postgres, Postgres};
 pub use proxy::DelayProxy;
 pub use publisher::TestPattern;
-pub use require::{is_ci, require, require_gst_elements, require_origin_stack, require_program};
+pub use require::{
+    is_ci, is_strict, require, require_gst_elements, require_origin_stack, require_program,
+};

@@ -4,11 +4,14 @@
 //! mosquitto, PostgreSQL, Chromium) asks [`require`] first. When the
 //! component is present it returns `true`. When it is missing:
 //!
-//! - under `CI=true` (or `CI=1`) the test **fails**: CI installs every
-//!   component, so a missing one is a broken install step, and the panic
-//!   message names the package to install;
-//! - elsewhere it prints `skipped: <component> missing (...)` to stderr and
-//!   returns `false`, and the test returns early.
+//! - in strict mode the test **fails**: everything was meant to be
+//!   installed, so a missing component is a broken install step, and the
+//!   panic message names the package to install. Strict mode is `CI=true`
+//!   (or `CI=1`), and `GLASSWATCH_STRICT=1` (or `true`), which
+//!   `scripts/test.sh` sets unless it is already set (`GLASSWATCH_STRICT=0
+//!   scripts/test.sh` skips instead);
+//! - elsewhere (a bare `cargo test`) it prints `skipped: <component> missing
+//!   (...)` to stderr and returns `false`, and the test returns early.
 //!
 //! ```no_run
 //! #[test]
@@ -22,9 +25,19 @@
 
 use std::path::{Path, PathBuf};
 
-/// Whether this run is CI (`CI=true` or `CI=1`), where missing components fail tests.
+/// Whether this run is CI (`CI=true` or `CI=1`).
 pub fn is_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+    flag("CI")
+}
+
+/// Whether missing components fail tests: under CI, or with
+/// `GLASSWATCH_STRICT=1` (or `true`), as `scripts/test.sh` runs them.
+pub fn is_strict() -> bool {
+    is_ci() || flag("GLASSWATCH_STRICT")
+}
+
+fn flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
 
 /// Applies the policy to `component`: `probe` returns `Err(why)` when it is
@@ -32,12 +45,15 @@ pub fn is_ci() -> bool {
 ///
 /// # Panics
 ///
-/// Under CI, when the component is missing.
+/// In strict mode ([`is_strict`]), when the component is missing.
 pub fn require(component: &str, probe: impl FnOnce() -> Result<(), String>) -> bool {
     match probe() {
         Ok(()) => true,
-        Err(why) if is_ci() => {
-            panic!("{component} missing under CI=true: {why}")
+        Err(why) if is_strict() => {
+            panic!(
+                "{component} missing (strict: CI=true or GLASSWATCH_STRICT=1, as scripts/test.sh \
+                 sets it): {why}"
+            )
         }
         Err(why) => {
             eprintln!("skipped: {component} missing ({why})");
@@ -183,7 +199,7 @@ mod tests {
     #[test]
     fn missing_component_skips_outside_ci_and_panics_under_ci() {
         let probe = || Err("install it with `apt-get install nothing`".to_owned());
-        if is_ci() {
+        if is_strict() {
             let caught = std::panic::catch_unwind(|| require("nothing", probe));
             let msg = caught.unwrap_err();
             let msg = msg.downcast_ref::<String>().unwrap();
