@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Cross-compiles glasswatch-agent for a Raspberry Pi without Docker.
+# Cross-compiles glasswatch-agent (or the collector) for a Raspberry Pi
+# without Docker.
 #
-#   deploy/cross-build.sh aarch64|armv7 [--profile release|dev] [--sysroot-only]
+#   deploy/cross-build.sh aarch64|armv7 [--package glasswatch-agent|glasswatch-collector]
+#                         [--profile release|dev] [--sysroot-only]
 #
 # Pi 3/4/5 with a 64-bit OS: aarch64 (aarch64-unknown-linux-gnu, Debian arm64).
 # Pi 2/3/4 with a 32-bit OS: armv7 (armv7-unknown-linux-gnueabihf, Debian armhf).
@@ -31,7 +33,7 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 
-usage() { echo "usage: $0 aarch64|armv7 [--profile release|dev] [--sysroot-only]" >&2; exit 2; }
+usage() { echo "usage: $0 aarch64|armv7 [--package glasswatch-agent|glasswatch-collector] [--profile release|dev] [--sysroot-only]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 case "$1" in
   aarch64|arm64) triple=aarch64-unknown-linux-gnu; debarch=arm64; gnu=aarch64-linux-gnu ;;
@@ -40,10 +42,12 @@ case "$1" in
 esac
 shift
 profile=release
+package=glasswatch-agent
 sysroot_only=no
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="${2:?--profile needs a value}"; shift 2 ;;
+    --package|-p) package="${2:?--package needs a value}"; shift 2 ;;
     --sysroot-only) sysroot_only=yes; shift ;;
     *) usage ;;
   esac
@@ -133,12 +137,14 @@ export PKG_CONFIG_PATH=""
 export "CARGO_TARGET_${upper}_LINKER=$gnu-gcc"
 # -rpath-link: the linker finds the libraries GStreamer itself needs.
 export "CARGO_TARGET_${upper}_RUSTFLAGS=-C link-arg=-Wl,-rpath-link,$libdir"
+# C code built by crates (SQLite in the collector, ring) for the target.
+export "CC_${triple//-/_}=$gnu-gcc" "AR_${triple//-/_}=$gnu-ar"
 # bindgen (v4l) parses the kernel's videodev2.h for the target.
 export "BINDGEN_EXTRA_CLANG_ARGS_${triple//-/_}=--sysroot=/usr/$gnu -I$sysroot/usr/include -I$sysroot/usr/include/$gnu"
 cd "$repo"
-cargo build --locked -p glasswatch-agent --target "$triple" --profile "$profile"
+cargo build --locked -p "$package" --target "$triple" --profile "$profile"
 out_dir="$profile"
 [ "$profile" = dev ] && out_dir=debug
-bin="$repo/target/$triple/$out_dir/glasswatch-agent"
+bin="$repo/target/$triple/$out_dir/$package"
 "$gnu-strip" -o "$bin.stripped" "$bin"
 echo "cross-build: $bin ($(stat -c %s "$bin") bytes; stripped: $bin.stripped, $(stat -c %s "$bin.stripped") bytes)"
