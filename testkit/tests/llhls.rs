@@ -66,6 +66,23 @@ fn live_edge(playlist: &str) -> (u64, usize, u64) {
 }
 
 /// Starts the test pattern and waits until its first segment is served.
+/// Polls the origin's `/_testkit/{what}` count until it is `want`.
+fn wait_for_origin_count(origin: &RtspOrigin, what: &str, want: usize) {
+    let url = format!("http://127.0.0.1:{}/_testkit/{what}", origin.http_port());
+    let deadline = Instant::now() + T;
+    loop {
+        let got = get_ok(&url).text();
+        if got == want.to_string() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {got}, not {want}, within {T:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn publish(origin: &RtspOrigin) -> Peer {
     let publisher = TestPattern::default()
         .publish(&origin.rtsp_url("cam"))
@@ -266,17 +283,7 @@ fn held_requests_fail_when_the_publisher_goes() {
         move || get(&url, T)
     });
     // The origin counts the requests it holds: kill only once it holds this one.
-    let deadline = Instant::now() + T;
-    while get_ok(&format!(
-        "http://127.0.0.1:{}/_testkit/held",
-        origin.http_port()
-    ))
-    .text()
-        != "1"
-    {
-        assert!(Instant::now() < deadline, "the request was never held");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_origin_count(&origin, "held", 1);
     publisher.kill().unwrap();
     // MediaMTX closes the muxer: the held request gets 500, later ones 404.
     let r = held.join().unwrap().unwrap();
@@ -367,17 +374,7 @@ fn sessions_redirect_and_refuse_requests_without_a_session() {
     // Idle sessions expire (here after 1.5 s, swept every 0.5 s). Any
     // request with the session would keep it alive: ask the origin how many
     // it has instead.
-    let deadline = Instant::now() + T;
-    while get_ok(&format!(
-        "http://127.0.0.1:{}/_testkit/sessions",
-        origin.http_port()
-    ))
-    .text()
-        != "0"
-    {
-        assert!(Instant::now() < deadline, "sessions never expired");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_origin_count(&origin, "sessions", 0);
     json_401(&format!("{base}/{media_uri}"));
     // A new session works again.
     let index = get_ok(&index_url).text();
