@@ -31,6 +31,11 @@ packages=(
   # The dashboard's browser tests: Debian's Chromium (it decodes H.264 in
   # MSE) driven over WebDriver by chromedriver.
   chromium chromium-driver
+  # Deployment tests (testkit/tests/deploy.rs): PyYAML reads mediamtx.yml,
+  # systemd-analyze checks the units, file names an ELF's machine; the agent
+  # cross-linked for aarch64 (deploy/cross-build.sh) with the target's gcc and
+  # C library, run under qemu-user; adduser for the packages' postinst.
+  python3-yaml systemd file qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross adduser
 )
 
 missing=()
@@ -48,6 +53,18 @@ else
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -q
   $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The aarch64 standard library for the cross-link test (rustup's, as the
+# machine's toolchain is rustup's), and cargo-deb for the package tests
+# (about 2 minutes to build once; pinned so CI builds the same tool).
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+  rustup target add aarch64-unknown-linux-gnu
+fi
+cargo_deb_version=3.8.0
+if [ "$(cargo deb --version 2>/dev/null | awk '{ print $NF }')" != "$cargo_deb_version" ]; then
+  echo "install-deps: cargo install cargo-deb $cargo_deb_version"
+  cargo install cargo-deb --locked --version "$cargo_deb_version"
 fi
 
 # The dashboard's browser libraries (hls.js, uPlot), at the versions and
