@@ -91,19 +91,28 @@ fn viewer_reports_are_validated_limited_and_counted() {
         ),
         404
     );
-    // Too frequent: a burst of 4, then one per 500 ms.
+    // Too frequent: a burst of 4, then one per 500 ms (the product's rule).
+    // How many of 8 quick posts fall after a refill is the machine's: each
+    // 500 ms the posts take on a loaded machine lets one more through.
+    let burst_started = Instant::now();
     let codes: Vec<u16> = (0..8)
         .map(|_| post(&s.base, path, report("0011223344556677").to_string()))
         .collect();
-    assert_eq!(codes.iter().filter(|c| **c == 204).count(), 4, "{codes:?}");
-    assert_eq!(codes.iter().filter(|c| **c == 429).count(), 4, "{codes:?}");
+    let refills = (burst_started.elapsed().as_micros() / 500_000) as usize;
+    let accepted = codes.iter().filter(|c| **c == 204).count();
+    let refused = codes.iter().filter(|c| **c == 429).count();
+    assert_eq!(codes[..4], [204; 4], "the burst: {codes:?}");
+    assert!(
+        (4..=4 + refills).contains(&accepted) && accepted + refused == 8,
+        "{codes:?} with {refills} refills"
+    );
     let (_, counters, _) = get(&format!("{}/api/v1/viewers", s.base));
     let c: serde_json::Value = serde_json::from_str(&counters).unwrap();
-    assert_eq!(c["accepted"], 5, "{c}");
+    assert_eq!(c["accepted"], 1 + accepted, "{c}");
     assert_eq!(c["malformed"], 5, "{c}");
     assert_eq!(c["too_large"], 1, "{c}");
     assert_eq!(c["unknown_stream"], 1, "{c}");
-    assert_eq!(c["too_frequent"], 4, "{c}");
+    assert_eq!(c["too_frequent"], refused, "{c}");
     // Bucket counts feed the viewer-latency histogram of /metrics; counts
     // that do not add up to the frames are refused.
     let mut wrong = report("aabbccddeeff0011");
