@@ -9,12 +9,15 @@
 # origin. Reports CPU (utime+stime over the window) and peak RSS (VmHWM) of
 # each, their ratio and difference, and the agent's own measure of the time the
 # stamper adds per frame. Targets: CPU <= 1.05x, RSS <= +8 MB, stamper < 0.2 ms.
+# AGENT_BIN=path runs another agent build instead of target/release's (to
+# compare before and after a change in the same session).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-30}"
 # OVERLAY=0 compares the two without the burnt-in clock (the agent redraws it every frame).
 overlay="${OVERLAY:-1}"
 . bench/lib.sh
+agent_bin="${AGENT_BIN:-target/release/glasswatch-agent}"
 
 
 rtsp=$(free_port); http=$(free_port)
@@ -37,7 +40,7 @@ encoder = "x264"
 overlay = $( [ "$overlay" = 1 ] && echo true || echo false )
 publish_url = "rtsp://127.0.0.1:$rtsp/bench-agent"
 TOML
-target/release/glasswatch-agent --config "$work/agent.toml" > "$work/agent.log" 2>&1 &
+"$agent_bin" --config "$work/agent.toml" > "$work/agent.log" 2>&1 &
 agent=$!; pids+=($agent)
 
 overlay_elems=()

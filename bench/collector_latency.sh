@@ -17,6 +17,8 @@
 #     fixture settings), blocking reloads;
 #   - MediaMTX with the repo's mediamtx.yml (ports rewritten as scripts/run.sh
 #     does) when MEDIAMTX_BIN is set; "skipped" otherwise.
+# AGENT_BIN=path runs another agent build instead of target/release's (to
+# compare before and after a change in the same session).
 # The floor to compare with: in the real MediaMTX capture (collector/testdata)
 # a part is fully received 37-49 ms after its last frame was captured.
 set -euo pipefail
@@ -24,6 +26,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-25}"
 window="${WINDOW_S:-15}"
 . bench/lib.sh
+agent_bin="${AGENT_BIN:-target/release/glasswatch-agent}"
 cargo build --release --locked -p glasswatch-collector --bins >/dev/null
 
 # Waits up to 10 s for a line matching $2 in file $1.
@@ -56,7 +59,7 @@ encoder = "x264"
 publish_url = "rtsp://127.0.0.1:$rtsp/bench-cam0"
 hls_url = "http://127.0.0.1:$http/bench-cam0/index.m3u8"
 TOML
-  target/release/glasswatch-agent --config "$work/$name-agent.toml" > "$work/$name-agent.log" 2>&1 &
+  "$agent_bin" --config "$work/$name-agent.toml" > "$work/$name-agent.log" 2>&1 &
   agent=$!; pids+=("$agent")
   sleep $((secs - window))
   for _ in $(seq 1 "$window"); do
