@@ -30,9 +30,10 @@ cargo build --release --locked -p glasswatch-collector --bins >/dev/null
 wait_line() { for _ in $(seq 1 100); do grep -q "$2" "$1" 2>/dev/null && return; sleep 0.1; done; echo "no '$2' in $1" >&2; return 1; }
 
 # A TCP relay 127.0.0.1:$1 -> 127.0.0.1:$2 that writes the number of HTTP
-# requests it has relayed to $3 every 250 ms.
+# requests it has relayed to $3 every 250 ms. Run in the background, its
+# subshell becomes python (exec), so the PID the caller kills is the relay's.
 relay() {
-  python3 - "$@" <<'PY'
+  exec python3 - "$@" <<'PY'
 import asyncio, os, sys
 listen, upstream, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 count = 0
