@@ -218,13 +218,16 @@ mod tests {
     fn tick_reads_the_shared_state() {
         let fresh = StreamState::new("cam0");
         let mut d = dog();
-        assert!(d.tick(&[fresh.clone()]), "a new stream is starting: fed");
+        assert!(
+            d.tick(std::slice::from_ref(&fresh)),
+            "a new stream is starting: fed"
+        );
         // Its supervisor last turned 11 s ago.
         let old = crate::state::wall_us() - 11_000_000;
         fresh
             .heartbeat_us
             .store(u64::try_from(old).unwrap_or(0), Ordering::Relaxed);
-        assert!(!d.tick(&[fresh.clone()]));
+        assert!(!d.tick(std::slice::from_ref(&fresh)));
         fresh.heartbeat_us.store(
             u64::try_from(crate::state::wall_us()).unwrap_or(0),
             Ordering::Relaxed,
