@@ -109,7 +109,7 @@ fn mediamtx_yml_has_the_documented_settings() {
     assert_eq!(get("rtspAddress"), ":8554");
     // LL-HLS with parts of two frames at 30 fps, segments one 15-frame GOP.
     assert_eq!(get("hlsVariant"), "lowLatency");
-    assert_eq!(get("hlsPartDuration"), "66ms");
+    assert_eq!(get("hlsPartDuration"), "50ms");
     assert_eq!(get("hlsSegmentDuration"), "500ms");
     assert_eq!(get("hlsAlwaysRemux"), true);
     // API and metrics on, on loopback only.
