@@ -21,6 +21,9 @@
 # 2 - at the end of step 1) / N. Target: <= 256 KiB per stream, and flat.
 # STORAGE=none runs both collectors without history (default: SQLite, each
 # its own file, as a user runs it). RAW=1 also prints every sample.
+# HEAPTRACK=DIR runs the embedded-broker collector under heaptrack, whose
+# data is written to DIR (then: heaptrack_print DIR/heaptrack.*); the
+# collector runs slower under it, so read its memory from heaptrack's output.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-50}"
@@ -30,8 +33,8 @@ storage="${STORAGE:-sqlite}"
 . bench/lib.sh
 cargo build --release --locked -p glasswatch-collector --bins >/dev/null
 
-# Waits up to 10 s for a line matching $2 in file $1.
-wait_line() { for _ in $(seq 1 100); do grep -q "$2" "$1" 2>/dev/null && return; sleep 0.1; done; echo "no '$2' in $1" >&2; return 1; }
+# Waits up to $3 s (default 10) for a line matching $2 in file $1.
+wait_line() { for _ in $(seq 1 $((${3:-10} * 10))); do grep -q "$2" "$1" 2>/dev/null && return; sleep 0.1; done; echo "no '$2' in $1" >&2; return 1; }
 # VmRSS of a process, in KiB.
 rss() { awk '$1 == "VmRSS:" {print $2}' "/proc/$1/status"; }
 
@@ -47,17 +50,25 @@ printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$mqm" > "$work/mosquitto
 mosquitto -c "$work/mosquitto.conf" > "$work/mosquitto.log" 2>&1 & mosq=$!; pids+=("$mosq")
 wait_port "$mqm"
 
-start_collector() { # name, [mqtt] line, api port
+start_collector() { # name, [mqtt] line, api port, [wrapper command...]
   # Each its own SQLite file: one shared file would make each wait for the
   # other's locks, and its write queue grow meanwhile.
   printf '[mqtt]\n%s\n[http]\nlisten = "127.0.0.1:%s"\nauth = "none"\n[storage]\nkind = "%s"\nsqlite = "%s.db"\n' \
     "$2" "$3" "$storage" "$1" > "$work/$1.toml"
-  target/release/glasswatch-collector --config "$work/$1.toml" > "$work/$1.out" 2> "$work/$1.log" &
+  local name=$1; shift 3
+  "$@" "$PWD/target/release/glasswatch-collector" --config "$work/$name.toml" > "$work/$name.out" 2> "$work/$name.log" &
   pids+=("$!")
-  wait_line "$work/$1.out" '^READY'
+  wait_line "$work/$name.out" '^READY' 60
 }
-start_collector embedded "listen = \"127.0.0.1:$mqe\"" "$apie"
+wrap=()
+if [ -n "${HEAPTRACK:-}" ]; then
+  mkdir -p "$HEAPTRACK"
+  wrap=(env -C "$HEAPTRACK" heaptrack)
+fi
+start_collector embedded "listen = \"127.0.0.1:$mqe\"" "$apie" "${wrap[@]}"
 ce=${pids[-1]}
+# Under heaptrack, the collector is the wrapper's child.
+if [ ${#wrap[@]} -gt 0 ]; then ce=$(pgrep -n -f "glasswatch-collector --config $work/embedded.toml"); fi
 start_collector mosquitto "url = \"mqtt://127.0.0.1:$mqm\"" "$apim"
 cm=${pids[-1]}
 

@@ -17,7 +17,8 @@ devices' (so a second collector there sees the same traffic), the second
 collector's clock pings to the real device are passed on to the first broker
 and the real device's pongs back, and pings to simulated devices there are
 answered there. Prints READY once subscribed (to both brokers); runs until
-SIGTERM.
+SIGTERM. SIGUSR1 silences sim0 (nothing relayed for it, its pings unanswered:
+a device gone quiet without a Last Will) and the next SIGUSR1 brings it back.
 Works with paho-mqtt 1.6 and 2.x.
 """
 import argparse
@@ -45,6 +46,7 @@ def main():
     field = b'"device":"%s"' % args.device.encode()
     counts = {"status": 0, "frames": 0, "stats": 0, "pongs": 0}
     done = threading.Event()
+    silent = set()
 
     def rewrite(payload, sim):
         out = payload.replace(field, b'"device":"%s"' % sim.encode(), 1)
@@ -81,6 +83,8 @@ def main():
         sim = topic[len(devices):].split("/", 1)[0]
         if sim not in sims:
             return False
+        if sim in silent:
+            return True
         now = time.time_ns() // 1000
         ping = json.loads(payload)
         pong = {"schema": "glasswatch.clock_pong/1", "nonce": ping["nonce"],
@@ -111,6 +115,8 @@ def main():
             mirror.publish(msg.topic, msg.payload, qos=qos, retain=retain)
             targets.append(mirror)
         for sim in sims:
+            if sim in silent:
+                continue
             out = rewrite(msg.payload, sim)
             for c in targets:
                 c.publish(devices + sim + "/" + leaf, out, qos=qos, retain=retain)
@@ -121,6 +127,14 @@ def main():
 
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
+
+    def toggle(*_):
+        if sims and sims[0] in silent:
+            silent.discard(sims[0])
+        elif sims:
+            silent.add(sims[0])
+        print("sim0 %s" % ("silent" if silent else "back"), flush=True)
+    signal.signal(signal.SIGUSR1, toggle)
     # Both exist before either loop starts, so the callbacks can tell them apart.
     source = mqtt.Client(client_id="glasswatch-bench-fanout", **kw)
     mirror = None

@@ -12,6 +12,7 @@
 //! - `store`: history in SQLite or PostgreSQL, roll-ups and retention.
 //! - `dashboard`, `hls_proxy`: the fleet dashboard's pages, live updates,
 //!   viewer reports and the HLS proxy its player reads through.
+//! - `memory`: the allocator's settings for a process that runs for months.
 
 pub mod aggregate;
 pub mod allow;
@@ -26,6 +27,7 @@ pub mod hls_proxy;
 pub mod hub;
 pub mod login;
 pub mod matcher;
+pub mod memory;
 pub mod metrics;
 pub mod receiver;
 pub mod run;

@@ -131,6 +131,7 @@ fn command(cmd: Command, cfg: &Config) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    glasswatch_collector::memory::tune();
     let cli = Cli::parse();
     if cli.print_default_config {
         print!("{}", config::SAMPLE);

@@ -206,6 +206,15 @@ pub async fn run(
         health: health.clone(),
     });
     let api_task = tokio::spawn(crate::web::serve(listener, app, tls));
+    // Free heap pages back to the kernel now and then (memory.rs says why).
+    let trim_task = tokio::spawn(async {
+        let mut every = tokio::time::interval(crate::memory::TRIM_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            crate::memory::trim();
+        }
+    });
 
     let summaries = Summaries::new();
     let ready = Ready {
@@ -311,6 +320,7 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_millis(500), main.client.disconnect()).await;
     mqtt_task.abort();
     api_task.abort();
+    trim_task.abort();
     storage.shutdown(storage_tasks).await;
     Ok(())
 }

@@ -7,8 +7,10 @@
 //! retained status with a Last Will, a frames batch of 6 records every
 //! 200 ms (QoS 1), stats every second (QoS 0), and a pong for every clock
 //! ping. Their `hls_url` leads nowhere (a closed port), so the collector's
-//! receivers only retry; storage is off. What is left to grow is the broker
-//! and the record stores, which fill within `matching.retention_s` (30 s).
+//! receivers only retry; history goes to SQLite, as by default (devices,
+//! events and per-second rows with no frames). What is left to grow is the
+//! broker, storage and the record stores, which fill within
+//! `matching.retention_s` (30 s).
 //! After a warm-up, the collector's VmRSS is sampled every 2 s and its
 //! least-squares slope must stay under [`MAX_SLOPE_KIB_S`]. On 2026-12-02
 //! the collector with rumqttd 0.20, the broker before, grew 159.5 KiB/s in
@@ -204,8 +206,8 @@ impl Device {
 
 #[test]
 fn embedded_broker_memory_stays_flat_under_20_streams() {
-    let (mut config, port) = CollectorProcess::embedded_broker_config();
-    config.push_str("[storage]\nkind = \"none\"\n");
+    // As a user runs it: history in SQLite (the default), in the test's folder.
+    let (config, port) = CollectorProcess::embedded_broker_config();
     let mut collector = CollectorProcess::start(&config).expect("collector starts");
     let pid = collector.peer().pid();
     // A closed port: the receivers retry with backoff, nothing is read.

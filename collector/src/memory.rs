@@ -1,0 +1,50 @@
+//! Keeping the process's memory what it uses, for months (glibc's malloc).
+//!
+//! Measured (bench/broker_memory.sh, docs/design/broker.md "Memory"): the
+//! live heap of a collector at 51 streams is a few MiB, yet its RSS grew
+//! to three times that and kept growing, because of how glibc's allocator
+//! behaves under this program, not because of anything the program held:
+//!
+//! - one large allocation freed early (argon2's 19 MiB working memory, at
+//!   start for the dummy hash and at every login) raises glibc's *dynamic*
+//!   mmap threshold to its size, and the trim threshold to twice that: from
+//!   then on every allocation below 19 MiB comes from the heap, and freed
+//!   heap memory is only given back once 38 MiB of it lie free at the top;
+//! - every thread that allocates may get its own arena (up to 8 per core),
+//!   each fragmenting on its own: the tokio workers, the blocking pool
+//!   (storage reads), the SQLite writer, the broker's connections.
+//!
+//! [`tune`] fixes the thresholds (which turns the dynamic adjustment off)
+//! and caps the arenas; [`trim`], run once a minute, hands free pages of
+//! every arena back to the kernel. Both are no-ops off glibc.
+
+/// Allocations from this size up get their own mapping, returned on free.
+pub const MMAP_THRESHOLD: usize = 256 * 1024;
+/// Free memory at the top of the heap beyond this is returned at once.
+pub const TRIM_THRESHOLD: usize = 1024 * 1024;
+/// Arenas: enough for the few threads that allocate at the same time.
+pub const ARENA_MAX: usize = 2;
+/// How often [`trim`] runs.
+pub const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Sets glibc's allocator up for a long-running process. Call first thing
+/// in `main`, before any thread starts.
+pub fn tune() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before other
+    // threads exist, with constant, valid values.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD as libc::c_int);
+        libc::mallopt(libc::M_ARENA_MAX, ARENA_MAX as libc::c_int);
+    }
+}
+
+/// Returns free pages of every arena to the kernel.
+pub fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim is thread-safe (it takes each arena's lock).
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
