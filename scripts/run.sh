@@ -2,8 +2,10 @@
 # The README's run command: sets up and runs Glasswatch on this machine.
 #
 # Starts an origin (MediaMTX when MEDIAMTX_BIN points at one or `mediamtx` is
-# on the PATH, else the testkit LL-HLS origin built on GStreamer's RTSP
-# server), the collector with its embedded MQTT broker, and the agent on
+# on the PATH, else the pinned release fetched and verified into the run
+# folder by deploy/install-mediamtx.sh; where none can be had, the testkit
+# LL-HLS origin built on GStreamer's RTSP server, labelled as a development
+# origin), the collector with its embedded MQTT broker, and the agent on
 # /dev/video0 or the moving test pattern; then prints one line per stream and
 # second (frames, glass-to-HLS p50/p95, fps, drops) until Ctrl-C, which stops
 # everything it started.
@@ -65,6 +67,18 @@ trap 'cleanup; exit 0' INT TERM
 trap cleanup EXIT
 
 mediamtx="${MEDIAMTX_BIN:-$(command -v mediamtx || true)}"
+if [ -z "$mediamtx" ] && [ -x "$RUN_DIR/mediamtx/bin/mediamtx" ]; then
+  mediamtx="$RUN_DIR/mediamtx/bin/mediamtx"
+fi
+if [ -z "$mediamtx" ] && [ "${SKIP_SETUP:-0}" != 1 ]; then
+  # The pinned release, checksum verified, into the run folder (no system
+  # install, no service): deploy/install-mediamtx.sh says why when it cannot.
+  echo "== origin: fetching the pinned MediaMTX release into $RUN_DIR/mediamtx"
+  if deploy/install-mediamtx.sh --prefix "$RUN_DIR/mediamtx" --config-dir "$RUN_DIR/mediamtx" \
+       --unit-dir "$RUN_DIR/mediamtx" --no-start; then
+    mediamtx="$RUN_DIR/mediamtx/bin/mediamtx"
+  fi
+fi
 if [ -n "$mediamtx" ] && [ -x "$mediamtx" ]; then
   echo "== origin: MediaMTX ($mediamtx), LL-HLS on :$HLS_PORT"
   sed -e "s/^rtspAddress: .*/rtspAddress: 127.0.0.1:$RTSP_PORT/" \
@@ -73,8 +87,8 @@ if [ -n "$mediamtx" ] && [ -x "$mediamtx" ]; then
   pids+=($!)
 else
   echo "== origin: MediaMTX not found (set MEDIAMTX_BIN, or see docs/deployment.md);"
-  echo "   using the testkit LL-HLS origin instead: GStreamer RTSP server (RECORD) serving"
-  echo "   fMP4 parts as MediaMTX does (50 ms parts, blocking reload) on :$HLS_PORT"
+  echo "   using the testkit LL-HLS origin instead, a development origin: GStreamer RTSP server"
+  echo "   (RECORD) serving fMP4 parts as MediaMTX does (50 ms parts, blocking reload) on :$HLS_PORT"
   rm -rf "$RUN_DIR/hls"
   "$BIN_DIR/glasswatch-test-origin" --rtsp-port "$RTSP_PORT" --http-port "$HLS_PORT" \
     --dir "$RUN_DIR/hls" --path "$STREAM_PATH" --format llhls --part-ms 50 --segment-ms 500 \
