@@ -72,22 +72,7 @@ if [ ${#wrap[@]} -gt 0 ]; then ce=$(pgrep -n -f "glasswatch-collector --config $
 start_collector mosquitto "url = \"mqtt://127.0.0.1:$mqm\"" "$apim"
 cm=${pids[-1]}
 
-cat > "$work/agent.toml" <<TOML
-device_id = "real"
-[mqtt]
-url = "mqtt://127.0.0.1:$mqe"
-[[stream]]
-id = "cam0"
-source = "test"
-width = $width
-height = $height
-fps = 30
-gop = 15
-bitrate_kbps = 2000
-encoder = "x264"
-publish_url = "rtsp://127.0.0.1:$rtsp/real-cam0"
-hls_url = "$hls_url"
-TOML
+agent_toml real "$mqe" "rtsp://127.0.0.1:$rtsp/real-cam0" "$hls_url" 15 "$width" "$height" > "$work/agent.toml"
 target/release/glasswatch-agent --config "$work/agent.toml" > "$work/agent.log" 2>&1 & pids+=("$!")
 for _ in $(seq 1 100); do curl -sf -o /dev/null "$hls_url" && break; sleep 0.1; done
 

@@ -43,22 +43,8 @@ run_case() { # name rtsp_port hls_port
     > "$work/$name-collector.out" 2> "$work/$name-collector.log" & collector=$!; pids+=("$collector")
   wait_line "$work/$name-collector.out" '^READY'
   wait_port "$rtsp"
-  cat > "$work/$name-agent.toml" <<TOML
-device_id = "bench"
-[mqtt]
-url = "mqtt://127.0.0.1:$mq"
-[[stream]]
-id = "cam0"
-source = "test"
-width = 1280
-height = 720
-fps = 30
-gop = 15
-bitrate_kbps = 2000
-encoder = "x264"
-publish_url = "rtsp://127.0.0.1:$rtsp/bench-cam0"
-hls_url = "http://127.0.0.1:$http/bench-cam0/index.m3u8"
-TOML
+  agent_toml bench "$mq" "rtsp://127.0.0.1:$rtsp/bench-cam0" "http://127.0.0.1:$http/bench-cam0/index.m3u8" \
+    > "$work/$name-agent.toml"
   "$agent_bin" --config "$work/$name-agent.toml" > "$work/$name-agent.log" 2>&1 &
   agent=$!; pids+=("$agent")
   sleep $((secs - window))

@@ -61,22 +61,7 @@ target/release/glasswatch-collector --config "$work/collector.toml" \
   > "$work/collector.out" 2> "$work/collector.log" & collector=$!; pids+=("$collector")
 wait_line "$work/collector.out" '^READY'
 
-cat > "$work/agent.toml" <<TOML
-device_id = "real"
-[mqtt]
-url = "mqtt://127.0.0.1:$mq"
-[[stream]]
-id = "cam0"
-source = "test"
-width = $width
-height = $height
-fps = 30
-gop = 15
-bitrate_kbps = 2000
-encoder = "x264"
-publish_url = "rtsp://127.0.0.1:$rtsp/real-cam0"
-hls_url = "$hls_url"
-TOML
+agent_toml real "$mq" "rtsp://127.0.0.1:$rtsp/real-cam0" "$hls_url" 15 "$width" "$height" > "$work/agent.toml"
 target/release/glasswatch-agent --config "$work/agent.toml" > "$work/agent.log" 2>&1 & pids+=("$!")
 
 for _ in $(seq 1 100); do curl -sf -o /dev/null "$hls_url" && break; sleep 0.1; done

@@ -12,4 +12,26 @@ wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 ticks=$(getconf CLK_TCK)
 
+# The benchmarks' agent: one test-pattern stream cam0 at 30 fps, x264,
+# 2000 kbps, printed as its config. Arguments: device id, MQTT port,
+# publish URL, HLS URL, and optionally GOP (15), width (1280), height (720).
+agent_toml() {
+  cat <<TOML
+device_id = "$1"
+[mqtt]
+url = "mqtt://127.0.0.1:$2"
+[[stream]]
+id = "cam0"
+source = "test"
+width = ${6:-1280}
+height = ${7:-720}
+fps = 30
+gop = ${5:-15}
+bitrate_kbps = 2000
+encoder = "x264"
+publish_url = "$3"
+hls_url = "$4"
+TOML
+}
+
 cargo build --release --locked -p glasswatch-agent -p glasswatch-testkit --bins >/dev/null

@@ -85,22 +85,8 @@ run_case() { # name rtsp_port hls_port gop hls_path
     > "$work/$name-collector.out" 2> "$work/$name-collector.log" & collector=$!; pids+=("$collector")
   wait_line "$work/$name-collector.out" '^READY'
   wait_port "$rtsp"; wait_port "$rport"
-  cat > "$work/$name-agent.toml" <<TOML
-device_id = "bench"
-[mqtt]
-url = "mqtt://127.0.0.1:$mq"
-[[stream]]
-id = "cam0"
-source = "test"
-width = 1280
-height = 720
-fps = 30
-gop = $gop
-bitrate_kbps = 2000
-encoder = "x264"
-publish_url = "rtsp://127.0.0.1:$rtsp/bench-cam0"
-hls_url = "http://127.0.0.1:$rport/$hls_path"
-TOML
+  agent_toml bench "$mq" "rtsp://127.0.0.1:$rtsp/bench-cam0" "http://127.0.0.1:$rport/$hls_path" "$gop" \
+    > "$work/$name-agent.toml"
   "$agent_bin" --config "$work/$name-agent.toml" > "$work/$name-agent.log" 2>&1 & agent=$!; pids+=("$agent")
   sleep $((secs - window))
   local c0 r0 t0 c1 r1 t1

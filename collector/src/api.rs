@@ -261,14 +261,23 @@ fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Re
         .map_err(|e| bad(format!("bad query: {}", e.body_text())))
 }
 
+/// A series request's checked ids, its range and the resolution it gets.
+fn series_request(
+    device: &str,
+    stream: &str,
+    q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<(i64, i64, Resolution), ApiError> {
+    check_ids(&[device, stream])?;
+    let (from_us, to_us) = query(q)?.range()?;
+    Ok((from_us, to_us, Resolution::for_range(to_us - from_us)))
+}
+
 async fn series(
     State(state): State<AppState>,
     Path((device, stream)): Path<(String, String)>,
     q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<SeriesResponse>, ApiError> {
-    check_ids(&[&device, &stream])?;
-    let (from_us, to_us) = query(q)?.range()?;
-    let resolution = Resolution::for_range(to_us - from_us);
+    let (from_us, to_us, resolution) = series_request(&device, &stream, q)?;
     let points = store(&state)?
         .series(resolution, &device, &stream, from_us, to_us)
         .await?;
@@ -287,9 +296,7 @@ async fn viewer_series(
     Path((device, stream)): Path<(String, String)>,
     q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ViewerSeriesResponse>, ApiError> {
-    check_ids(&[&device, &stream])?;
-    let (from_us, to_us) = query(q)?.range()?;
-    let resolution = Resolution::for_range(to_us - from_us);
+    let (from_us, to_us, resolution) = series_request(&device, &stream, q)?;
     let points = store(&state)?
         .viewer_series(resolution, &device, &stream, from_us, to_us)
         .await?;
