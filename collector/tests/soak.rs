@@ -36,8 +36,13 @@ const WARM_UP: Duration = Duration::from_secs(40);
 /// Time over which the slope is measured.
 const MEASURE: Duration = Duration::from_secs(80);
 const SAMPLE_EVERY: Duration = Duration::from_secs(2);
-/// Most growth tolerated over the measurement, in KiB/s (0.7 GB a day).
-const MAX_SLOPE_KIB_S: f64 = 8.0;
+/// Most growth tolerated over the measurement, in KiB/s: a machine bound,
+/// not the product's promise (bench/soak.sh measures that over an hour, ≤ 1
+/// KiB/s). Two minutes with SQLite read 4.6 KiB/s on an idle machine and 9.4
+/// KiB/s beside a build (SQLite's page caches still filling, glibc trimming
+/// once a minute inside an 80 s window); rumqttd's leak, 159.5 KiB/s, breaks
+/// it five times over.
+const MAX_SLOPE_KIB_S: f64 = 32.0;
 
 /// VmRSS of a process, in KiB.
 fn rss_kib(pid: u32) -> Option<u64> {
