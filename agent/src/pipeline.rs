@@ -16,6 +16,11 @@
 //! RTSP sink's input the record is completed with `sent_us` and handed on.
 //! Capture time mapping is in [`CaptureClock`]; `docs/design/time.md` explains it.
 //!
+//! The probes run on the streaming threads, in the path of every frame, so
+//! they neither lock nor allocate (see [`Pending`] for the hand-offs between
+//! them, [`ProbeState`] for what each keeps, `stamp_buffer` for the buffer it
+//! makes).
+//!
 //! No element holds a frame longer than its work needs: no queue but the
 //! leaky send queue (which holds frames only while the network blocks), the
 //! encoders configured without lookahead or B-frames (see
@@ -23,15 +28,17 @@
 //! waits for the next access unit, and the sinks inside `rtspclientsink`
 //! without clock sync (see `send_without_clock_wait`).
 
-use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use atomic_refcell::AtomicRefCell;
 use gstreamer as gst;
 use gstreamer::glib;
 use gstreamer::prelude::*;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
+use heapless::mpmc::MpMcQueue;
 
 use crate::config::{StreamConfig, Transport};
 use crate::record::{FrameInfo, RecordSink};
@@ -132,17 +139,23 @@ pub fn running_time(pad: &gst::Pad, pts: Option<gst::ClockTime>) -> Option<gst::
     segment.to_running_time(pts)
 }
 
-/// Formats UTC µs as `hh:mm:ss.mmm`.
-pub fn clock_text(us: i64) -> String {
+/// Formats UTC µs as `hh:mm:ss.mmm`, in place (the overlay probe draws it
+/// on every frame).
+pub fn clock_text(us: i64) -> heapless::String<12> {
+    use std::fmt::Write as _;
     let ms = us.div_euclid(1000);
     let day_ms = ms.rem_euclid(86_400_000);
-    format!(
+    let mut text = heapless::String::new();
+    // Always 12 characters: the hour is below 24.
+    let _ = write!(
+        text,
         "{:02}:{:02}:{:02}.{:03}",
         day_ms / 3_600_000,
         day_ms / 60_000 % 60,
         day_ms / 1000 % 60,
         day_ms % 1000
-    )
+    );
+    text
 }
 
 fn make(factory: &str, name: &str) -> Result<gst::Element, BuildError> {
@@ -266,15 +279,81 @@ fn configure_encoder(enc: &gst::Element, kind: EncoderKind, gop: u32, kbps: u32)
     }
 }
 
-/// State the two probes share: records waiting for their `sent_us`.
+/// A stamped access unit's record waiting for its `sent_us`, under the PTS
+/// the access unit carries.
+type PendingRecord = (Option<gst::ClockTime>, FrameInfo);
+
+/// What the probes hand each other across streaming threads, in bounded
+/// lock-free queues (`heapless::mpmc::MpMcQueue`, capacity fixed when
+/// building, allocated once per pipeline): pushing and popping never locks,
+/// never allocates, never waits. Each queue has one producing probe and one
+/// consuming probe; the consumer's look at the front is its own [`Front`].
 struct Pending {
-    queue: Mutex<VecDeque<(Option<gst::ClockTime>, FrameInfo)>>,
-    /// Running times of frames that entered the encoder and have not come out.
-    encoder_in: Mutex<VecDeque<gst::ClockTime>>,
+    /// Stamped records, from the stamp probe (after `h264parse`) to the sent
+    /// probe (at the RTSP sink's input). A full queue refuses the newest
+    /// record, counted in `records_lost`; its access unit still goes out.
+    queue: MpMcQueue<PendingRecord, PENDING_RECORDS>,
+    /// Running times of frames that entered the encoder and have not come
+    /// out, from the encoder's sink pad to the stamp probe.
+    encoder_in: MpMcQueue<gst::ClockTime, MAX_ENCODER_IN>,
 }
 
-/// Frames inside the encoder we keep track of; beyond this the oldest are forgotten.
+/// Records between the stamp probe and the sent probe: the leaky send queue
+/// holds up to 2 s of access units, 480 at the highest rate a stream may
+/// have (240 fps); the next power of two.
+const PENDING_RECORDS: usize = 512;
+
+/// Frames inside the encoder we keep track of; beyond this the oldest are
+/// forgotten, uncounted (an encoder holding 256 frames has stalled; a frame
+/// it drops among the forgotten goes uncounted).
 const MAX_ENCODER_IN: usize = 256;
+
+/// The consuming side's look at the front of a queue that can only pop:
+/// the entry popped but not matched yet waits here, ahead of the queue.
+/// Owned by the consuming probe (in its [`ProbeState`]).
+struct Front<T>(Option<T>);
+
+impl<T> Front<T> {
+    fn new() -> Front<T> {
+        Front(None)
+    }
+
+    /// The oldest entry, popped into the slot if the slot was empty.
+    fn peek<const N: usize>(&mut self, queue: &MpMcQueue<T, N>) -> Option<&T> {
+        if self.0.is_none() {
+            self.0 = queue.dequeue();
+        }
+        self.0.as_ref()
+    }
+
+    /// Takes the oldest entry.
+    fn pop<const N: usize>(&mut self, queue: &MpMcQueue<T, N>) -> Option<T> {
+        self.0.take().or_else(|| queue.dequeue())
+    }
+}
+
+/// State only one probe uses. A pad's buffers pass its probe one streaming
+/// thread at a time (the pad's stream lock), but the probe closure must be
+/// `Sync`: the state is in an `AtomicRefCell`, borrowed with
+/// `try_borrow_mut`, one atomic swap that never blocks. Were it ever busy,
+/// the buffer passes untouched and `probe_busy` counts it.
+struct ProbeState<T>(AtomicRefCell<T>);
+
+impl<T> ProbeState<T> {
+    fn new(state: T) -> ProbeState<T> {
+        ProbeState(AtomicRefCell::new(state))
+    }
+
+    /// Runs `f` on the state, unless another thread holds it.
+    fn with(&self, counters: &StreamCounters, f: impl FnOnce(&mut T)) {
+        match self.0.try_borrow_mut() {
+            Ok(mut state) => f(&mut state),
+            Err(_) => {
+                counters.probe_busy.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
 
 /// Builds the pipeline for `plan`. `session` identifies this pipeline start.
 pub fn build(
@@ -363,7 +442,7 @@ pub fn build(
                 .build(),
         )?;
         if s.overlay {
-            add_overlay_probe(&enc_in)?;
+            add_overlay_probe(&enc_in, counters.clone())?;
         }
         chain.push(enc_in);
         let enc = make(&plan.encoder.element, "encoder")?;
@@ -422,8 +501,8 @@ pub fn build(
     link_chain(&refs)?;
 
     let pending = Arc::new(Pending {
-        queue: Mutex::new(VecDeque::with_capacity(128)),
-        encoder_in: Mutex::new(VecDeque::with_capacity(MAX_ENCODER_IN)),
+        queue: MpMcQueue::new(),
+        encoder_in: MpMcQueue::new(),
     });
     if let Some(src_caps) = pipeline.by_name("src_caps") {
         add_capture_gap_probe(&src_caps, counters.clone());
@@ -485,12 +564,16 @@ fn send_without_clock_wait(sink: &gst::Element) {
 
 /// Burns `PUB hh:mm:ss.mmm` (the frame's capture time, UTC) into each raw
 /// frame on its way to the encoder (see `overlay`).
-fn add_overlay_probe(element: &gst::Element) -> Result<(), BuildError> {
+fn add_overlay_probe(
+    element: &gst::Element,
+    counters: Arc<StreamCounters>,
+) -> Result<(), BuildError> {
     let pad = element
         .static_pad("src")
         .ok_or_else(|| BuildError::Other("enc_in_caps has no src pad".into()))?;
     let weak = element.downgrade();
-    let info_cache: Mutex<Option<(gst::Caps, gst_video::VideoInfo)>> = Mutex::new(None);
+    // The frame layout of the current caps, worked out again when they change.
+    let info_cache = ProbeState::new(None::<(gst::Caps, gst_video::VideoInfo)>);
     pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
         let Some(element) = weak.upgrade() else {
             return gst::PadProbeReturn::Ok;
@@ -498,21 +581,23 @@ fn add_overlay_probe(element: &gst::Element) -> Result<(), BuildError> {
         let Some(caps) = pad.current_caps() else {
             return gst::PadProbeReturn::Ok;
         };
-        let Ok(mut cache) = info_cache.lock() else {
-            return gst::PadProbeReturn::Ok;
-        };
-        if cache.as_ref().is_none_or(|(c, _)| *c != caps) {
-            *cache = gst_video::VideoInfo::from_caps(&caps)
-                .ok()
-                .map(|i| (caps, i));
-        }
-        let Some((_, vinfo)) = cache.as_ref() else {
-            return gst::PadProbeReturn::Ok;
-        };
-        if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data {
-            let us = CaptureClock::capture_us(&element, running_time(pad, buffer.pts()));
-            draw_clock(buffer.make_mut(), vinfo, &format!("PUB {}", clock_text(us)));
-        }
+        info_cache.with(&counters, |cache| {
+            if cache.as_ref().is_none_or(|(c, _)| *c != caps) {
+                *cache = gst_video::VideoInfo::from_caps(&caps)
+                    .ok()
+                    .map(|i| (caps, i));
+            }
+            let Some((_, vinfo)) = cache.as_ref() else {
+                return;
+            };
+            if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data {
+                let us = CaptureClock::capture_us(&element, running_time(pad, buffer.pts()));
+                let mut text = heapless::String::<16>::new();
+                let _ = text.push_str("PUB ");
+                let _ = text.push_str(&clock_text(us));
+                draw_clock(buffer.make_mut(), vinfo, &text);
+            }
+        });
         gst::PadProbeReturn::Ok
     });
     Ok(())
@@ -531,11 +616,10 @@ fn draw_clock(buffer: &mut gst::BufferRef, vinfo: &gst_video::VideoInfo, text: &
     };
     let (width, height) = (vinfo.width() as usize, vinfo.height() as usize);
     // The frame's own strides (a video meta may differ from the caps' defaults).
-    let strides: Vec<usize> = frame
-        .plane_stride()
-        .iter()
-        .map(|s| usize::try_from(*s).unwrap_or(0))
-        .collect();
+    let mut strides = [0usize; 4];
+    for (to, from) in strides.iter_mut().zip(frame.plane_stride()) {
+        *to = usize::try_from(*from).unwrap_or(0);
+    }
     let stride = |i: usize| strides.get(i).copied().unwrap_or(0);
     let [y, u, v, _] = frame.planes_data_mut();
     let mut f = Frame {
@@ -559,24 +643,26 @@ fn add_capture_gap_probe(element: &gst::Element, counters: Arc<StreamCounters>) 
     let Some(pad) = element.static_pad("src") else {
         return;
     };
-    let last = Mutex::new(None::<u64>);
+    // The last offset seen; `OFFSET_NONE` (a buffer without one) until the first.
+    let last = AtomicU64::new(OFFSET_NONE);
     pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-        if let (Some(buffer), Ok(mut last)) = (info.buffer(), last.lock()) {
+        if let Some(buffer) = info.buffer() {
             let offset = buffer.offset();
-            if offset != u64::MAX {
-                if let Some(prev) = *last {
-                    if offset > prev + 1 {
-                        counters
-                            .dropped_capture
-                            .fetch_add(offset - prev - 1, Ordering::Relaxed);
-                    }
+            if offset != OFFSET_NONE {
+                let prev = last.swap(offset, Ordering::Relaxed);
+                if prev != OFFSET_NONE && offset > prev.saturating_add(1) {
+                    counters
+                        .dropped_capture
+                        .fetch_add(offset - prev - 1, Ordering::Relaxed);
                 }
-                *last = Some(offset);
             }
         }
         gst::PadProbeReturn::Ok
     });
 }
+
+/// `GST_BUFFER_OFFSET_NONE`.
+const OFFSET_NONE: u64 = u64::MAX;
 
 /// Remembers each frame entering the encoder, so the stamp probe can count
 /// the ones that never came out.
@@ -585,12 +671,13 @@ fn add_encoder_in_probe(encoder: &gst::Element, pending: Arc<Pending>) {
         return;
     };
     pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-        let rt = info.buffer().and_then(|b| running_time(pad, b.pts()));
-        if let (Some(rt), Ok(mut q)) = (rt, pending.encoder_in.lock()) {
-            if q.len() == MAX_ENCODER_IN {
-                q.pop_front();
+        if let Some(rt) = info.buffer().and_then(|b| running_time(pad, b.pts())) {
+            if let Err(rt) = pending.encoder_in.enqueue(rt) {
+                // Full: forget the oldest. This probe is the only producer,
+                // so the second try finds room.
+                let _ = pending.encoder_in.dequeue();
+                let _ = pending.encoder_in.enqueue(rt);
             }
-            q.push_back(rt);
         }
         gst::PadProbeReturn::Ok
     });
@@ -608,52 +695,52 @@ fn add_stamp_probe(
         .static_pad("src")
         .ok_or_else(|| BuildError::Other("au_caps has no src pad".into()))?;
     let weak = element.downgrade();
-    let stamper = Mutex::new((stamper, Vec::<u8>::with_capacity(64 * 1024)));
+    let state = ProbeState::new(StampState {
+        stamper,
+        encoder_out: Front::new(),
+    });
     pad.add_probe(
         gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
         move |pad, info| {
             let Some(element) = weak.upgrade() else {
                 return gst::PadProbeReturn::Ok;
             };
-            let Ok(mut guard) = stamper.lock() else {
-                return gst::PadProbeReturn::Ok;
+            let outputs = StampOutputs {
+                pending: &pending,
+                counters: &counters,
+                session,
             };
-            let (stamper, scratch) = &mut *guard;
-            let mut stamp_one = |buffer: &gst::Buffer| -> Option<gst::Buffer> {
-                let rt = running_time(pad, buffer.pts());
-                let outputs = StampOutputs {
-                    pending: &pending,
-                    counters: &counters,
-                    session,
+            state.with(&counters, |state| {
+                let mut stamp_one = |buffer: &gst::Buffer| -> Option<gst::Buffer> {
+                    let rt = running_time(pad, buffer.pts());
+                    stamp_buffer(&element, buffer, rt, state, &outputs)
                 };
-                stamp_buffer(&element, buffer, rt, stamper, scratch, &outputs)
-            };
-            match &mut info.data {
-                Some(gst::PadProbeData::Buffer(buffer)) => {
-                    if let Some(new) = stamp_one(buffer) {
-                        *buffer = new;
-                    }
-                }
-                Some(gst::PadProbeData::BufferList(list)) => {
-                    let stamped: Vec<gst::Buffer> = list
-                        .iter_owned()
-                        .map(|b| stamp_one(&b).unwrap_or(b))
-                        .collect();
-                    let mut new = gst::BufferList::new_sized(stamped.len());
-                    {
-                        let new = new.make_mut();
-                        for b in stamped {
-                            new.add(b);
+                match &mut info.data {
+                    Some(gst::PadProbeData::Buffer(buffer)) => {
+                        if let Some(new) = stamp_one(buffer) {
+                            *buffer = new;
                         }
                     }
-                    *list = new;
+                    Some(gst::PadProbeData::BufferList(list)) => {
+                        // In place: a list is copied only if someone else holds it too.
+                        list.make_mut().foreach_mut(|buffer, _| {
+                            ControlFlow::Continue(Some(stamp_one(&buffer).unwrap_or(buffer)))
+                        });
+                    }
+                    _ => {}
                 }
-                _ => {}
-            }
+            });
             gst::PadProbeReturn::Ok
         },
     );
     Ok(())
+}
+
+/// What the stamp probe keeps from one access unit to the next.
+struct StampState {
+    stamper: Stamper,
+    /// The stamp probe's look at `Pending::encoder_in`.
+    encoder_out: Front<gst::ClockTime>,
 }
 
 /// What the stamp probe writes to besides the buffer.
@@ -664,12 +751,25 @@ struct StampOutputs<'a> {
 }
 
 /// Stamps one access unit; `None` leaves the buffer as it was.
+///
+/// The stamped access unit is a new buffer: one on its way downstream is
+/// GStreamer's, and the stamp makes it longer. It is written once, the frame
+/// copied around the stamp, into a buffer GStreamer allocates
+/// (`gst_buffer_new_allocate`: the buffer and one memory of the access
+/// unit's size); nothing of ours is allocated or grown per frame.
+///
+/// Why one memory, and not shares of the original's memory around a small
+/// one with the stamp, which would spare this copy: `rtph264pay` (inside
+/// `rtspclientsink`) maps each byte-stream access unit whole
+/// (`gst_adapter_map`), and mapping a buffer of several memories that are
+/// not one span makes GStreamer allocate a memory of the whole size and copy
+/// them into it. The copy and its allocation would only move downstream,
+/// with three more small allocations (two shares, the stamp's memory).
 fn stamp_buffer(
     element: &gst::Element,
     buffer: &gst::Buffer,
     running_time: Option<gst::ClockTime>,
-    stamper: &mut Stamper,
-    scratch: &mut Vec<u8>,
+    state: &mut StampState,
     outputs: &StampOutputs<'_>,
 ) -> Option<gst::Buffer> {
     let StampOutputs {
@@ -678,40 +778,41 @@ fn stamp_buffer(
         session,
     } = outputs;
     let started = std::time::Instant::now();
-    if let (Some(rt), Ok(mut q)) = (running_time, pending.encoder_in.lock()) {
+    if let Some(rt) = running_time {
         // Frames that entered before this one and never came out were dropped by the encoder.
-        while q.front().is_some_and(|f| *f < rt) {
-            q.pop_front();
+        let (queue, front) = (&pending.encoder_in, &mut state.encoder_out);
+        while front.peek(queue).is_some_and(|f| *f < rt) {
+            front.pop(queue);
             counters.dropped_encode.fetch_add(1, Ordering::Relaxed);
         }
-        if q.front() == Some(&rt) {
-            q.pop_front();
+        if front.peek(queue) == Some(&rt) {
+            front.pop(queue);
         }
     }
     let capture_us = CaptureClock::capture_us(element, running_time);
     let map = buffer.map_readable().ok()?;
-    let stamped = match stamper.stamp(map.as_slice(), capture_us, scratch) {
-        Ok(s) => s,
+    let insertion = match state.stamper.insertion(map.as_slice(), capture_us) {
+        Ok(i) => i,
+        Err(e) => return count_unstamped(counters, e),
+    };
+    let inserted = with_inserted(
+        buffer,
+        map.as_slice(),
+        insertion.at,
+        state.stamper.stamp_nal(),
+    );
+    drop(map);
+    let out = match inserted {
+        Ok(o) => o,
         Err(e) => {
-            let n = counters.unstamped.fetch_add(1, Ordering::Relaxed);
-            if n < 10 || n.is_power_of_two() {
-                tracing::warn!(unstamped = n + 1, "{e}");
-            }
-            return None;
+            return count_unstamped(
+                counters,
+                format_args!("access unit passed on unstamped: {e}"),
+            )
         }
     };
-    drop(map);
+    let stamped = insertion.stamped;
     let encoded_us = wall_us();
-    let mut out = gst::Buffer::from_mut_slice(std::mem::take(scratch));
-    {
-        let out = out.get_mut()?;
-        // Timestamps and flags (keyframe / delta unit) stay those of the original.
-        let _ = buffer.copy_into(
-            out,
-            gst::BufferCopyFlags::FLAGS | gst::BufferCopyFlags::TIMESTAMPS,
-            ..,
-        );
-    }
     counters.stamped.fetch_add(1, Ordering::Relaxed);
     let record = FrameInfo {
         stream: 0,
@@ -724,13 +825,53 @@ fn stamp_buffer(
         keyframe: stamped.keyframe,
         fingerprint: stamped.fingerprint,
     };
-    if let Ok(mut q) = pending.queue.lock() {
-        q.push_back((buffer.pts(), record));
+    if pending.queue.enqueue((buffer.pts(), record)).is_err() {
+        counters.records_lost.fetch_add(1, Ordering::Relaxed);
     }
-    *scratch = Vec::with_capacity(out.size() + 1024);
     let spent = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     counters.stamp_ns.fetch_add(spent, Ordering::Relaxed);
     Some(out)
+}
+
+/// Counts an access unit passed on unstamped, and says why (the first ten
+/// times, then at powers of two).
+fn count_unstamped(counters: &StreamCounters, why: impl std::fmt::Display) -> Option<gst::Buffer> {
+    let n = counters.unstamped.fetch_add(1, Ordering::Relaxed);
+    if n < 10 || n.is_power_of_two() {
+        tracing::warn!(unstamped = n + 1, "{why}");
+    }
+    None
+}
+
+/// A new buffer with `buffer`'s flags and timestamps (keyframe / delta unit,
+/// PTS, DTS, duration, offsets) holding `au` (`buffer`'s bytes) with
+/// `insert` inserted at byte `at`, in one memory from GStreamer's allocator.
+fn with_inserted(
+    buffer: &gst::Buffer,
+    au: &[u8],
+    at: usize,
+    insert: &[u8],
+) -> Result<gst::Buffer, glib::BoolError> {
+    let (head, tail) = au
+        .split_at_checked(at)
+        .ok_or_else(|| glib::bool_error!("insertion at {at} beyond {} bytes", au.len()))?;
+    let mut out = gst::Buffer::with_size(au.len() + insert.len())?;
+    let o = out
+        .get_mut()
+        .ok_or_else(|| glib::bool_error!("new buffer not writable"))?;
+    buffer.copy_into(
+        o,
+        gst::BufferCopyFlags::FLAGS | gst::BufferCopyFlags::TIMESTAMPS,
+        ..,
+    )?;
+    let mut map = o.map_writable()?;
+    let (to_head, rest) = map.split_at_mut(head.len());
+    let (to_insert, to_tail) = rest.split_at_mut(insert.len());
+    to_head.copy_from_slice(head);
+    to_insert.copy_from_slice(insert);
+    to_tail.copy_from_slice(tail);
+    drop(map);
+    Ok(out)
 }
 
 /// Completes each record with `sent_us` when its access unit enters the RTSP sink.
@@ -740,47 +881,66 @@ fn add_sent_probe(
     counters: Arc<StreamCounters>,
     records: RecordSink,
 ) {
+    // The sent probe's look at `Pending::queue`.
+    let front = ProbeState::new(Front::<PendingRecord>::new());
     pad.add_probe(
         gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
         move |_, info| {
-            let mut ptss: Vec<Option<gst::ClockTime>> = Vec::new();
-            match &info.data {
-                Some(gst::PadProbeData::Buffer(b)) => ptss.push(b.pts()),
-                Some(gst::PadProbeData::BufferList(l)) => ptss.extend(l.iter().map(|b| b.pts())),
-                _ => return gst::PadProbeReturn::Ok,
+            if !matches!(
+                info.data,
+                Some(gst::PadProbeData::Buffer(_) | gst::PadProbeData::BufferList(_))
+            ) {
+                return gst::PadProbeReturn::Ok;
             }
             let sent_us = wall_us();
             counters
                 .last_sent_us
                 .store(u64::try_from(sent_us).unwrap_or(0), Ordering::Relaxed);
-            let Ok(mut q) = pending.queue.lock() else {
-                return gst::PadProbeReturn::Ok;
-            };
-            for pts in ptss {
-                // Records ahead of this buffer belong to access units the leaky queue dropped.
-                while q
-                    .front()
-                    .is_some_and(|(f, _)| f.zip(pts).is_some_and(|(f, p)| f < p))
-                {
-                    q.pop_front();
-                    counters.dropped_before_send.fetch_add(1, Ordering::Relaxed);
+            front.with(&counters, |front| {
+                let mut sent = |pts: Option<gst::ClockTime>| {
+                    complete_record(pts, sent_us, front, &pending.queue, &counters, &records);
+                };
+                match &info.data {
+                    Some(gst::PadProbeData::Buffer(b)) => sent(b.pts()),
+                    Some(gst::PadProbeData::BufferList(l)) => l.iter().for_each(|b| sent(b.pts())),
+                    _ => {}
                 }
-                if q.front().is_some_and(|(p, _)| *p == pts) {
-                    if let Some((_, mut record)) = q.pop_front() {
-                        record.sent_us = sent_us;
-                        counters.sent.fetch_add(1, Ordering::Relaxed);
-                        counters
-                            .sent_bytes
-                            .fetch_add(record.bytes, Ordering::Relaxed);
-                        if !records.send(record) {
-                            counters.records_lost.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            }
+            });
             gst::PadProbeReturn::Ok
         },
     );
+}
+
+/// Completes the record of the access unit with `pts`, which entered the
+/// RTSP sink at `sent_us`, and hands it on.
+fn complete_record(
+    pts: Option<gst::ClockTime>,
+    sent_us: i64,
+    front: &mut Front<PendingRecord>,
+    queue: &MpMcQueue<PendingRecord, PENDING_RECORDS>,
+    counters: &StreamCounters,
+    records: &RecordSink,
+) {
+    // Records ahead of this buffer belong to access units the leaky queue dropped.
+    while front
+        .peek(queue)
+        .is_some_and(|(f, _)| f.zip(pts).is_some_and(|(f, p)| f < p))
+    {
+        front.pop(queue);
+        counters.dropped_before_send.fetch_add(1, Ordering::Relaxed);
+    }
+    if front.peek(queue).is_some_and(|(p, _)| *p == pts) {
+        if let Some((_, mut record)) = front.pop(queue) {
+            record.sent_us = sent_us;
+            counters.sent.fetch_add(1, Ordering::Relaxed);
+            counters
+                .sent_bytes
+                .fetch_add(record.bytes, Ordering::Relaxed);
+            if !records.send(record) {
+                counters.records_lost.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -794,5 +954,81 @@ mod tests {
             + ((6 * 3600 + 7 * 60 + 8) * 1_000_000 + 123_456);
         assert_eq!(clock_text(us), "06:07:08.123");
         assert_eq!(clock_text(0), "00:00:00.000");
+    }
+
+    #[test]
+    fn inserted_bytes_keep_the_originals_flags_and_timestamps_in_one_memory() {
+        gst::init().unwrap();
+        let mut original = gst::Buffer::from_slice([1u8, 2, 3, 4, 5, 6, 7]);
+        {
+            let b = original.get_mut().unwrap();
+            b.set_pts(gst::ClockTime::from_mseconds(40));
+            b.set_dts(gst::ClockTime::from_mseconds(39));
+            b.set_duration(gst::ClockTime::from_mseconds(33));
+            b.set_offset(7);
+            b.set_offset_end(8);
+            b.set_flags(gst::BufferFlags::DELTA_UNIT | gst::BufferFlags::HEADER);
+        }
+        let au = original.map_readable().unwrap().to_vec();
+        for (at, expected) in [
+            (0, vec![9u8, 9, 1, 2, 3, 4, 5, 6, 7]),
+            (4, vec![1, 2, 3, 4, 9, 9, 5, 6, 7]),
+            (7, vec![1, 2, 3, 4, 5, 6, 7, 9, 9]),
+        ] {
+            let out = with_inserted(&original, &au, at, &[9, 9]).unwrap();
+            assert_eq!(out.n_memory(), 1);
+            assert_eq!(out.map_readable().unwrap().as_slice(), expected, "at {at}");
+            assert_eq!(out.pts(), original.pts());
+            assert_eq!(out.dts(), original.dts());
+            assert_eq!(out.duration(), original.duration());
+            assert_eq!((out.offset(), out.offset_end()), (7, 8));
+            assert!(out
+                .flags()
+                .contains(gst::BufferFlags::DELTA_UNIT | gst::BufferFlags::HEADER));
+        }
+        assert!(with_inserted(&original, &au, 8, &[9]).is_err());
+    }
+
+    fn record(seq: u64) -> FrameInfo {
+        FrameInfo {
+            stream: 0,
+            session: 1,
+            seq,
+            capture_us: 0,
+            encoded_us: 0,
+            sent_us: 0,
+            bytes: 10,
+            keyframe: false,
+            fingerprint: 0,
+        }
+    }
+
+    #[test]
+    fn sent_records_are_matched_by_pts_through_the_held_front() {
+        let ms = |n: u64| Some(gst::ClockTime::from_mseconds(n));
+        let queue = MpMcQueue::<PendingRecord, PENDING_RECORDS>::new();
+        let counters = StreamCounters::default();
+        let (hand, mut source) = crate::record::hand_off(1);
+        let records = hand.for_stream(0);
+        let mut front = Front::new();
+        for (pts, seq) in [(10, 0), (20, 1), (30, 2), (40, 3)] {
+            assert!(queue.enqueue((ms(pts), record(seq))).is_ok());
+        }
+        // An access unit without a record (it went out unstamped): nothing matched,
+        // nothing dropped, the record ahead stays held.
+        complete_record(ms(5), 100, &mut front, &queue, &counters, &records);
+        assert!(front.0.is_some());
+        complete_record(ms(10), 101, &mut front, &queue, &counters, &records);
+        // 20 and 30 were dropped by the leaky queue.
+        complete_record(ms(40), 104, &mut front, &queue, &counters, &records);
+        complete_record(ms(50), 105, &mut front, &queue, &counters, &records);
+        let mut sent = Vec::new();
+        source.drain(|f| sent.push((f.seq, f.sent_us)));
+        assert_eq!(sent, [(0, 101), (3, 104)]);
+        assert_eq!(counters.sent.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.sent_bytes.load(Ordering::Relaxed), 20);
+        assert_eq!(counters.dropped_before_send.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.records_lost.load(Ordering::Relaxed), 0);
+        assert!(front.pop(&queue).is_none());
     }
 }

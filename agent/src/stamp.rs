@@ -33,7 +33,17 @@ pub enum StampError {
 pub struct Stamper {
     stream_tag: u32,
     next_seq: u64,
+    /// The last stamp's NAL unit, start code included: what goes into the
+    /// access unit. Its capacity covers every stamp, so it never grows.
     sei: Vec<u8>,
+}
+
+/// Where the stamp goes in one access unit, and what the record needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Insertion {
+    /// Byte offset in the access unit: the start code of its first slice.
+    pub at: usize,
+    pub stamped: Stamped,
 }
 
 impl Stamper {
@@ -45,14 +55,11 @@ impl Stamper {
         }
     }
 
-    /// Writes `au` with the stamp inserted into `out` (cleared first).
+    /// Makes the stamp of `au` without copying it: the bytes to insert are
+    /// [`Stamper::stamp_nal`] (until the next call), their place `at`.
+    /// `au` with them inserted there is what [`Stamper::stamp`] writes.
     /// `seq` advances only for stamped access units.
-    pub fn stamp(
-        &mut self,
-        au: &[u8],
-        capture_us: i64,
-        out: &mut Vec<u8>,
-    ) -> Result<Stamped, StampError> {
+    pub fn insertion(&mut self, au: &[u8], capture_us: i64) -> Result<Insertion, StampError> {
         let mut first_vcl = None;
         let mut keyframe = false;
         for (offset, nal) in h264::annexb_nals(au) {
@@ -68,7 +75,7 @@ impl Stamper {
             return Err(StampError::NoSlice(au.len()));
         };
         // Insert at the start code of the first slice: back up over it.
-        let insert_at = start_code_start(au, nal_start);
+        let at = start_code_start(au, nal_start);
         let fp = fingerprint::fingerprint_annexb(au).unwrap_or(0);
         let stamp = sei::FrameStamp {
             keyframe,
@@ -77,21 +84,42 @@ impl Stamper {
             capture_us,
         };
         self.sei.clear();
+        self.sei.extend_from_slice(&[0, 0, 0, 1]);
         sei::build_sei_nal(&stamp, &mut self.sei);
-        out.clear();
-        out.reserve(au.len() + self.sei.len() + 4);
-        out.extend_from_slice(&au[..insert_at]);
-        out.extend_from_slice(&[0, 0, 0, 1]);
-        out.extend_from_slice(&self.sei);
-        out.extend_from_slice(&au[insert_at..]);
         self.next_seq += 1;
-        Ok(Stamped {
-            seq: stamp.seq,
-            capture_us,
-            keyframe,
-            fingerprint: fp,
-            bytes: out.len(),
+        Ok(Insertion {
+            at,
+            stamped: Stamped {
+                seq: stamp.seq,
+                capture_us,
+                keyframe,
+                fingerprint: fp,
+                bytes: au.len() + self.sei.len(),
+            },
         })
+    }
+
+    /// The last stamp made by [`Stamper::insertion`]: a 4-byte start code
+    /// and the SEI NAL unit.
+    pub fn stamp_nal(&self) -> &[u8] {
+        &self.sei
+    }
+
+    /// Writes `au` with the stamp inserted into `out` (cleared first).
+    /// `seq` advances only for stamped access units.
+    pub fn stamp(
+        &mut self,
+        au: &[u8],
+        capture_us: i64,
+        out: &mut Vec<u8>,
+    ) -> Result<Stamped, StampError> {
+        let Insertion { at, stamped } = self.insertion(au, capture_us)?;
+        out.clear();
+        out.reserve(stamped.bytes);
+        out.extend_from_slice(&au[..at]);
+        out.extend_from_slice(&self.sei);
+        out.extend_from_slice(&au[at..]);
+        Ok(stamped)
     }
 }
 
@@ -178,5 +206,30 @@ mod tests {
         s.stamp(&input, 9, &mut out).unwrap();
         assert!(out.starts_with(&[0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1, 0x06]));
         assert!(out.ends_with(&[0, 0, 1, 0x41, 0x9a, 0x22]));
+    }
+
+    #[test]
+    fn insertion_is_what_stamp_writes_and_fits_the_reserved_capacity() {
+        let input = au(&[
+            &[0x09, 0xf0],
+            &[0x67, 0x42, 0xc0, 0x1e],
+            &[0x65, 0x88, 0x84],
+        ]);
+        let (mut a, mut b) = (Stamper::new("d", "s"), Stamper::new("d", "s"));
+        let mut out = Vec::new();
+        // Extreme capture times and seq bytes exercise emulation prevention.
+        for capture_us in [0, 1, i64::MAX, i64::MIN, 0x0000_0300_0003_0000] {
+            let written = a.stamp(&input, capture_us, &mut out).unwrap();
+            let ins = b.insertion(&input, capture_us).unwrap();
+            assert_eq!(ins.stamped, written);
+            assert_eq!(ins.at, 14, "before the slice's start code");
+            let nal = b.stamp_nal();
+            assert!(nal.starts_with(&[0, 0, 0, 1, 0x06]));
+            assert!(nal.len() <= 64, "the stamp never grows its buffer");
+            let mut joined = input[..ins.at].to_vec();
+            joined.extend_from_slice(nal);
+            joined.extend_from_slice(&input[ins.at..]);
+            assert_eq!(joined, out);
+        }
     }
 }

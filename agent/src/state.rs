@@ -120,8 +120,12 @@ pub struct StreamCounters {
     pub dropped_encode: AtomicU64,
     /// Wall-clock µs when the last access unit reached the RTSP sink.
     pub last_sent_us: AtomicU64,
+    /// Buffers a probe passed on untouched because another thread held its
+    /// state: not expected, as a pad lets one streaming thread through at a
+    /// time; counted rather than waited for.
+    pub probe_busy: AtomicU64,
     /// Time spent in the stamp probe, in ns, summed over `stamped`
-    /// (parse, SEI insertion, fingerprint, buffer copy): the latency it adds.
+    /// (parse, SEI insertion, fingerprint, the stamped buffer): the latency it adds.
     pub stamp_ns: AtomicU64,
 }
 

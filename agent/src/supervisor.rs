@@ -175,6 +175,7 @@ impl Supervisor {
             sent = c.sent.load(Ordering::Relaxed),
             dropped_before_send = c.dropped_before_send.load(Ordering::Relaxed),
             unstamped = c.unstamped.load(Ordering::Relaxed),
+            probe_busy = c.probe_busy.load(Ordering::Relaxed),
             stamper_mean_us = format!("{:.1}", c.mean_stamp_us()),
             "stopped"
         );
