@@ -29,8 +29,6 @@ window="${WINDOW_S:-15}"
 agent_bin="${AGENT_BIN:-target/release/glasswatch-agent}"
 cargo build --release --locked -p glasswatch-collector --bins >/dev/null
 
-# Waits up to 10 s for a line matching $2 in file $1.
-wait_line() { for _ in $(seq 1 100); do grep -q "$2" "$1" 2>/dev/null && return; sleep 0.1; done; echo "no '$2' in $1" >&2; return 1; }
 
 # Runs one origin (the command after the name, started by the caller as $origin)
 # with a collector and an agent, and appends the summaries to $work/NAME.jsonl.

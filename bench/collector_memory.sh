@@ -29,8 +29,6 @@ broker="${BROKER:-embedded}"
 . bench/lib.sh
 cargo build --release --locked -p glasswatch-collector --bins >/dev/null
 
-# Waits up to 10 s for a line matching $2 in file $1.
-wait_line() { for _ in $(seq 1 100); do grep -q "$2" "$1" 2>/dev/null && return; sleep 0.1; done; echo "no '$2' in $1" >&2; return 1; }
 # A field of /proc/PID/status, in KiB.
 kib() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
 

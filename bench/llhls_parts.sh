@@ -27,7 +27,6 @@ window="${WINDOW_S:-15}"
 agent_bin="${AGENT_BIN:-target/release/glasswatch-agent}"
 cargo build --release --locked -p glasswatch-collector --bins >/dev/null
 
-wait_line() { for _ in $(seq 1 100); do grep -q "$2" "$1" 2>/dev/null && return; sleep 0.1; done; echo "no '$2' in $1" >&2; return 1; }
 
 # A TCP relay 127.0.0.1:$1 -> 127.0.0.1:$2 that writes the number of HTTP
 # requests it has relayed to $3 every 250 ms. Run in the background, its

@@ -52,8 +52,6 @@ out="${OUT:-target/soak/soak-$(date -u +%Y%m%dT%H%M%SZ).csv}"
 . bench/lib.sh
 cargo build --release --locked -p glasswatch-collector --bins >/dev/null
 
-# Waits up to $3 s (default 10) for a line matching $2 in file $1.
-wait_line() { for _ in $(seq 1 $((${3:-10} * 10))); do grep -q "$2" "$1" 2>/dev/null && return; sleep 0.1; done; echo "no '$2' in $1" >&2; return 1; }
 # Four figures of a process: VmRSS KiB, RssAnon KiB, open descriptors,
 # threads (or "nan nan nan nan" while it is not running).
 proc_figures() {
