@@ -57,7 +57,7 @@ impl Stamper {
 
     /// Makes the stamp of `au` without copying it: the bytes to insert are
     /// [`Stamper::stamp_nal`] (until the next call), their place `at`.
-    /// `au` with them inserted there is what [`Stamper::stamp`] writes.
+    /// The pipeline writes `au` with them inserted there.
     /// `seq` advances only for stamped access units.
     pub fn insertion(&mut self, au: &[u8], capture_us: i64) -> Result<Insertion, StampError> {
         let mut first_vcl = None;
@@ -104,23 +104,6 @@ impl Stamper {
     pub fn stamp_nal(&self) -> &[u8] {
         &self.sei
     }
-
-    /// Writes `au` with the stamp inserted into `out` (cleared first).
-    /// `seq` advances only for stamped access units.
-    pub fn stamp(
-        &mut self,
-        au: &[u8],
-        capture_us: i64,
-        out: &mut Vec<u8>,
-    ) -> Result<Stamped, StampError> {
-        let Insertion { at, stamped } = self.insertion(au, capture_us)?;
-        out.clear();
-        out.reserve(stamped.bytes);
-        out.extend_from_slice(&au[..at]);
-        out.extend_from_slice(&self.sei);
-        out.extend_from_slice(&au[at..]);
-        Ok(stamped)
-    }
 }
 
 /// The offset of the start code (3 or 4 bytes) in front of the NAL unit at `nal_start`.
@@ -138,6 +121,24 @@ fn start_code_start(data: &[u8], nal_start: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `au` with the stamp inserted, written into `out` (cleared first), as
+    /// the pipeline's `with_inserted` writes it into a GStreamer buffer.
+    impl Stamper {
+        fn stamp(
+            &mut self,
+            au: &[u8],
+            capture_us: i64,
+            out: &mut Vec<u8>,
+        ) -> Result<Stamped, StampError> {
+            let Insertion { at, stamped } = self.insertion(au, capture_us)?;
+            out.clear();
+            out.extend_from_slice(&au[..at]);
+            out.extend_from_slice(&self.sei);
+            out.extend_from_slice(&au[at..]);
+            Ok(stamped)
+        }
+    }
 
     fn au(nals: &[&[u8]]) -> Vec<u8> {
         let mut v = Vec::new();
