@@ -44,7 +44,14 @@ const LIVE_EDGE = {
   liveSyncOnStallIncrease: 0,
   maxBufferLength: 4,
   maxMaxBufferLength: 8,
-  backBufferLength: 4,
+  // hls.js's default, on purpose: a finite back buffer makes hls.js flush
+  // it about once a segment, and after each flush (hls.js 1.7,
+  // FragmentTracker.detectEvictedFragments without an appended part) it
+  // forgets the segment it is loading part by part, so at that segment's
+  // end it finds no next part to load and playback ran dry (1-2 stalls in
+  // 5 min on an idle machine, 13 in 150 s on a busy one; none since). The
+  // browser evicts old media itself when its SourceBuffer quota fills.
+  backBufferLength: Infinity,
   liveDurationInfinity: true,
 };
 // Media arrives a part at a time in LL-HLS, a segment at a time in classic
@@ -61,7 +68,31 @@ function bufferAhead() {
   return null;
 }
 
+// The first start, once: hls.js begins at the playlist's live edge, which
+// often lies just before the first independent part it loads; playing from
+// there waited for data at once. So the page seeks into what is buffered,
+// the target's distance from its end, and plays once enough is there.
+let started = false;
+function startWhenBuffered() {
+  const b = video.buffered;
+  if (!b.length || video.seeking) return;
+  const start = b.start(b.length - 1);
+  const end = b.end(b.length - 1);
+  if (end - start < edge.target) return;
+  const at = Math.max(start, end - edge.target);
+  if (Math.abs(video.currentTime - at) > 0.05) {
+    video.currentTime = at;
+    return;
+  }
+  started = true;
+  video.play().catch(() => { started = false; });
+}
+
 function keepLive() {
+  if (!started) {
+    startWhenBuffered();
+    return;
+  }
   if (video.paused || video.readyState < 3) return;
   const b = bufferAhead();
   if (!b) return;
@@ -205,9 +236,6 @@ function startPlayer(me) {
   hls.loadSource(src);
   hls.attachMedia(video);
   video.muted = true;
-  const play = () => video.play().catch(() => {});
-  hls.on(Hls.Events.MANIFEST_PARSED, play);
-  video.addEventListener('canplay', play);
   setInterval(keepLive, 100);
   // Stalls, with the seconds of playback they came after (for the notes).
   video.addEventListener('playing', () => { if (state.playingSince === null) state.playingSince = performance.now(); });
