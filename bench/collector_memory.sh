@@ -77,6 +77,13 @@ ok = sum(1 for x in s if x["last"] and x["last"]["frames"] > 0)
 print(len(s), ok, sum(x["records"] for x in s), f"{fps[0]:.1f}" if fps else "0", f"{statistics.median(fps):.1f}" if fps else "0")'
 }
 
+# The collector's heap in KiB from /metrics: held by the program, and free
+# but kept by the allocator (fragmentation), "0 0" where not reported.
+heap_kib() {
+  curl -sf "http://127.0.0.1:$api/metrics" | awk '$1 == "glasswatch_heap_in_use_bytes" {u = $2}
+    $1 == "glasswatch_heap_free_held_bytes" {f = $2} END {printf "%d %d\n", u / 1024, f / 1024}'
+}
+
 # One step: settle, then CPU over the last 10 s, memory at the end.
 results=()
 measure() { # streams
@@ -86,7 +93,7 @@ measure() { # streams
   if [ "$1" = 1 ]; then f0=$(cpu "$ffmpeg"); fi
   sleep 10
   c1=$(cpu "$collector"); t1=$(date +%s.%N)
-  results+=("$1 $(kib "$collector" VmRSS) $(kib "$collector" VmHWM) $(kib "$collector" RssAnon) $c0 $c1 $t0 $t1 $r0 $(api_view)")
+  results+=("$1 $(kib "$collector" VmRSS) $(kib "$collector" VmHWM) $(kib "$collector" RssAnon) $c0 $c1 $t0 $t1 $r0 $(api_view) $(heap_kib)")
   if [ "$1" = 1 ]; then
     f1=$(cpu "$ffmpeg")
     peer="$(kib "$ffmpeg" VmRSS) $(kib "$ffmpeg" VmHWM) $(kib "$ffmpeg" RssAnon) $f0 $f1 $t0 $t1"
@@ -114,27 +121,31 @@ for r in sys.argv[7:]:
     dt = float(f[7]) - float(f[6])
     cpu = (float(f[5]) - float(f[4])) / tck / dt * 100
     rows.append(dict(n=n, rss=rss, hwm=hwm, anon=anon, cpu=cpu, grow=(rss - int(f[8])) / dt,
-                     streams=int(f[9]), ok=int(f[10]), records=int(f[11]), fmin=f[12], fmed=f[13]))
+                     streams=int(f[9]), ok=int(f[10]), records=int(f[11]), fmin=f[12], fmed=f[13],
+                     heap=int(f[14]), free=int(f[15])))
 p = peer.split()
 prss, phwm, panon = int(p[0]), int(p[1]), int(p[2])
 pcpu = (float(p[4]) - float(p[3])) / tck / (float(p[6]) - float(p[5])) * 100
 print(f"collector memory per stream: one real agent {w}x{h}@30 x264 -> testkit LL-HLS origin "
       f"(50 ms parts) + simulated devices relaying its traffic; {settle} s per step; {broker} broker")
-print(f"{'streams':>8}{'VmRSS MiB':>11}{'VmHWM MiB':>11}{'RssAnon MiB':>13}{'+KiB/s':>8}{'CPU %':>8}"
-      f"{'matched':>9}{'records':>9}{'fps min/median':>16}")
+print(f"{'streams':>8}{'VmRSS MiB':>11}{'VmHWM MiB':>11}{'RssAnon MiB':>13}{'heap MiB':>10}{'free MiB':>10}"
+      f"{'+KiB/s':>8}{'CPU %':>8}{'matched':>9}{'records':>9}{'fps min/median':>16}")
 for r in rows:
-    print(f"{r['n']:>8}{r['rss']/1024:>11.1f}{r['hwm']/1024:>11.1f}{r['anon']/1024:>13.1f}{r['grow']:>8.0f}"
+    print(f"{r['n']:>8}{r['rss']/1024:>11.1f}{r['hwm']/1024:>11.1f}{r['anon']/1024:>13.1f}"
+          f"{r['heap']/1024:>10.1f}{r['free']/1024:>10.1f}{r['grow']:>8.0f}"
           f"{r['cpu']:>8.1f}{str(r['ok'])+'/'+str(r['streams']):>9}{r['records']:>9}"
           f"{r['fmin']+'/'+r['fmed']:>16}")
-print("(+KiB/s: VmRSS growth over the step's last 10 s; matched: streams whose last summary matched "
+print("(heap: held by the program; free: kept by glibc's allocator inside its heap, i.e. fragmentation; "
+      "+KiB/s: VmRSS growth over the step's last 10 s; matched: streams whose last summary matched "
       "frames; records: frame records held, all streams)")
 base = rows[0]
 per = []
 for r in rows[1:]:
     k = r["n"] - base["n"]
     per.append(((r["rss"] - base["rss"]) / k, (r["anon"] - base["anon"]) / k, (r["cpu"] - base["cpu"]) / k))
-    print(f"per additional stream, 1 -> {r['n']}: {per[-1][0]:.0f} KiB VmRSS, {per[-1][1]:.0f} KiB RssAnon, "
-          f"{per[-1][2]:.2f} % of a core")
+    print(f"per additional stream, 1 -> {r['n']}: {per[-1][0]:.0f} KiB VmRSS, {per[-1][1]:.0f} KiB RssAnon "
+          f"({(r['heap'] - base['heap']) / k:.0f} KiB heap held, {(r['free'] - base['free']) / k:.0f} KiB "
+          f"free kept), {per[-1][2]:.2f} % of a core")
 if len(rows) > 2:
     a, b = rows[-2], rows[-1]
     k = b["n"] - a["n"]

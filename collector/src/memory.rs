@@ -40,11 +40,57 @@ pub fn tune() {
     }
 }
 
+/// What the allocator holds, from glibc's `mallinfo2` (all arenas).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Heap {
+    /// Bytes in allocations the program holds (heap chunks and mmapped).
+    pub in_use: u64,
+    /// Bytes free inside the heap that the allocator keeps (not yet given
+    /// back): what fragmentation costs.
+    pub free_held: u64,
+}
+
+/// The allocator's figures now; `None` off glibc. It takes every arena's
+/// lock in turn, as `malloc_trim` does: fine once per scrape.
+pub fn heap() -> Option<Heap> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's statistics.
+        let m = unsafe { libc::mallinfo2() };
+        Some(Heap {
+            in_use: (m.uordblks + m.hblkhd) as u64,
+            free_held: m.fordblks as u64,
+        })
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        None
+    }
+}
+
 /// Returns free pages of every arena to the kernel.
 pub fn trim() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim is thread-safe (it takes each arena's lock).
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn heap_counts_what_is_held() {
+        let before = heap().unwrap_or_default();
+        let block = std::hint::black_box(vec![1u8; 4 << 20]);
+        let during = heap().unwrap_or_default();
+        assert!(
+            during.in_use >= before.in_use + (4 << 20) - 4096,
+            "{before:?} -> {during:?}"
+        );
+        drop(block);
     }
 }

@@ -367,6 +367,24 @@ pub fn render(snap: &Snapshot, health: &Health, storage: &StorageStatus) -> Stri
         family(&mut out, name, kind, help);
         let _ = writeln!(out, "{name} {}", num(v));
     }
+    if let Some(heap) = crate::memory::heap() {
+        let figures: [(&str, &str, u64); 2] = [
+            (
+                "glasswatch_heap_in_use_bytes",
+                "Heap the collector holds (glibc mallinfo2: in chunks and mmapped).",
+                heap.in_use,
+            ),
+            (
+                "glasswatch_heap_free_held_bytes",
+                "Free heap the allocator keeps instead of returning it (fragmentation).",
+                heap.free_held,
+            ),
+        ];
+        for (name, help, v) in figures {
+            family(&mut out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {v}");
+        }
+    }
     if let Some(b) = health.broker.get() {
         let st = b.stats();
         let broker: [(&str, &str, &str, f64); 4] = [

@@ -271,7 +271,10 @@ impl Io {
             return Err(Stop::Failed(format!("GET {url}: HTTP {status}")));
         }
         let mut response = response;
-        let mut body = Vec::new();
+        // One allocation of the announced size (bounded: the header is the
+        // origin's word) instead of a growing buffer copied at each doubling.
+        let announced = response.content_length().unwrap_or(0);
+        let mut body = Vec::with_capacity(announced.min(MAX_BODY as u64) as usize);
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
