@@ -36,6 +36,8 @@ packages=(
   # cross-linked for aarch64 (deploy/cross-build.sh) with the target's gcc and
   # C library, run under qemu-user; adduser for the packages' postinst.
   python3-yaml systemd file qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross adduser
+  # bench/loaded_suite.sh keeps every core busy beside the suite.
+  stress-ng
 )
 
 missing=()
