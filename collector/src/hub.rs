@@ -886,7 +886,7 @@ fn settle(st: &mut StreamState, now_us: i64, wait_us: i64) {
     let mut dropped = 0;
     for r in st.records.settle(cutoff) {
         let looked_for = first.is_some_and(|(session, seq)| r.session == session && r.seq > seq);
-        if !r.seen && looked_for {
+        if !r.seen() && looked_for {
             dropped += 1;
         }
     }

@@ -9,8 +9,15 @@
 //!
 //! Memory is what bounds how many streams one collector watches (30 s at
 //! 30 fps is about 900 records per stream), so records are kept compact
-//! ([`Stored`], 64 bytes) in one ring in arrival order, and the two indexes
-//! map a `seq` and a fingerprint to a position in it (8 bytes an entry).
+//! ([`Stored`], 64 bytes) in one ring in arrival order, and found without
+//! an index in the usual case: an agent's records come with consecutive
+//! seqs and rising capture times, so a record's place is computed from the
+//! newest one, else found by binary search on the capture time (a linear
+//! scan only while the ring holds records out of that order, e.g. after a
+//! device's clock stepped back). Only frames without a stamp (an origin
+//! that strips SEI) need a fingerprint index; it is built the first time
+//! one is looked up, so stamped streams never pay for it. The two hash
+//! indexes this replaced cost 37 KiB per stream (heaptrack, 51 streams).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -19,29 +26,68 @@ use glasswatch_common::messages::FrameRecord;
 
 use crate::clock::ClockOffset;
 
-/// A frame record as kept: the identity and times of the frame, compact.
+/// A frame record as kept: the identity and times of the frame, compact
+/// (48 bytes: 900 of them are most of a stream's memory).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stored {
     /// The record's `session`, as a number (0 when it was not 16 hex digits).
     pub session: u64,
     pub seq: u64,
     pub capture_us: i64,
-    pub encoded_us: i64,
-    pub sent_us: i64,
-    /// The fingerprint (see [`Stored::fingerprint`]).
+    /// The fingerprint; 0 when the record's was not 16 hex digits (a real
+    /// one is 0 once in 2^64 frames, which then match by stamp only).
     fp: u64,
-    /// When the record arrived (collector clock).
-    arrived_us: i64,
-    /// The record's fingerprint was 16 hex digits.
-    has_fp: bool,
-    /// A frame over HLS was matched to this record.
-    pub seen: bool,
+    /// When the record arrived (collector clock, µs, low 63 bits) and, in
+    /// the top bit, whether a frame over HLS was matched to it.
+    arrived_seen: u64,
+    /// encoded − capture and sent − encoded, µs, saturated at ±35 minutes
+    /// (a real one is milliseconds; beyond that the record is nonsense).
+    encode_us: i32,
+    publish_us: i32,
+}
+
+const SEEN: u64 = 1 << 63;
+
+fn saturate(us: i64) -> i32 {
+    us.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
 
 impl Stored {
+    fn new(record: &FrameRecord, arrived_us: i64) -> Stored {
+        Stored {
+            session: fingerprint::from_hex(&record.session).unwrap_or(0),
+            seq: record.seq,
+            capture_us: record.capture_us,
+            fp: fingerprint::from_hex(&record.fingerprint).unwrap_or(0),
+            arrived_seen: arrived_us.max(0) as u64 & !SEEN,
+            encode_us: saturate(record.encoded_us.saturating_sub(record.capture_us)),
+            publish_us: saturate(record.sent_us.saturating_sub(record.encoded_us)),
+        }
+    }
+
     /// The fingerprint, when the record's was 16 hex digits.
     pub fn fingerprint(&self) -> Option<u64> {
-        self.has_fp.then_some(self.fp)
+        (self.fp != 0).then_some(self.fp)
+    }
+
+    /// When the frame was encoded (device clock).
+    pub fn encoded_us(&self) -> i64 {
+        self.capture_us.saturating_add(i64::from(self.encode_us))
+    }
+
+    /// When the frame was sent to the origin (device clock).
+    pub fn sent_us(&self) -> i64 {
+        self.encoded_us().saturating_add(i64::from(self.publish_us))
+    }
+
+    /// When the record arrived (collector clock).
+    fn arrived_us(&self) -> i64 {
+        (self.arrived_seen & !SEEN) as i64
+    }
+
+    /// A frame over HLS was matched to this record.
+    pub fn seen(&self) -> bool {
+        self.arrived_seen & SEEN != 0
     }
 }
 
@@ -70,12 +116,14 @@ pub struct RecordStore {
     base: u32,
     /// Position of the first record [`RecordStore::settle`] has not handed out.
     settled: u32,
-    /// The latest record of each `seq` (any session), by the seq's low 32
-    /// bits (a found record's full seq is always checked).
-    by_seq: HashMap<u32, u32>,
-    /// The latest record of each fingerprint, by its low 32 bits (checked
-    /// likewise).
-    by_fingerprint: HashMap<u32, u32>,
+    /// Position of the last record inserted out of capture-time order (a
+    /// lower capture time than the record before it): from there on the
+    /// ring is sorted by capture time. `None` while everything held is.
+    unsorted_until: Option<u32>,
+    /// The latest record of each fingerprint, by its low 32 bits (a found
+    /// record's full fingerprint is always checked); built on the first
+    /// look-up by fingerprint alone.
+    by_fingerprint: Option<HashMap<u32, u32>>,
     duplicates: u64,
 }
 
@@ -94,8 +142,8 @@ impl RecordStore {
             ring: VecDeque::new(),
             base: 0,
             settled: 0,
-            by_seq: HashMap::new(),
-            by_fingerprint: HashMap::new(),
+            unsorted_until: None,
+            by_fingerprint: None,
             duplicates: 0,
         }
     }
@@ -106,19 +154,54 @@ impl RecordStore {
 
     /// The position of the record `(seq, capture_us)`, if held.
     fn position(&self, seq: u64, capture_us: i64) -> Option<u32> {
-        let pos = *self.by_seq.get(&low(seq))?;
-        if self
-            .get(pos)
-            .is_some_and(|r| r.seq == seq && r.capture_us == capture_us)
-        {
-            return Some(pos);
+        let is = |r: &Stored| r.seq == seq && r.capture_us == capture_us;
+        let at = |i: usize| self.base.wrapping_add(i as u32);
+        let newest = self.ring.back()?;
+        // Consecutive seqs since this one: its place follows from the newest.
+        if let Some(back) = newest.seq.checked_sub(seq) {
+            if let Some(i) = (self.ring.len() as u64)
+                .checked_sub(back + 1)
+                .map(|i| i as usize)
+            {
+                if self.ring.get(i).is_some_and(is) {
+                    return Some(at(i));
+                }
+            }
         }
-        // The seq was reused by a later session (an agent restart): look
-        // through the ring, newest first.
-        self.ring
-            .iter()
-            .rposition(|r| r.seq == seq && r.capture_us == capture_us)
-            .map(|i| self.base.wrapping_add(i as u32))
+        // The sorted part (all of it, unless something came out of order):
+        // binary search on the capture time.
+        let from = self
+            .unsorted_until
+            .map_or(0, |u| u.wrapping_sub(self.base) as usize)
+            .min(self.ring.len());
+        let first = from + self.partition(from, capture_us);
+        let mut i = first;
+        while let Some(r) = self.ring.get(i).filter(|r| r.capture_us == capture_us) {
+            if r.seq == seq {
+                return Some(at(i));
+            }
+            i += 1;
+        }
+        // Records before that point are in no order: look at each.
+        (0..from)
+            .rev()
+            .find(|&i| self.ring.get(i).is_some_and(is))
+            .map(at)
+    }
+
+    /// How many records of `ring[from..]` (sorted by capture time) have a
+    /// capture time below `capture_us`.
+    fn partition(&self, from: usize, capture_us: i64) -> usize {
+        let (mut lo, mut hi) = (from, self.ring.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.ring[mid].capture_us < capture_us {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo - from
     }
 
     /// Stores a record received at `now_us` (collector clock). Retention
@@ -133,22 +216,17 @@ impl RecordStore {
         if self.ring.len() >= self.max_records {
             self.pop_oldest();
         }
-        let fp = fingerprint::from_hex(&record.fingerprint);
-        let stored = Stored {
-            session: fingerprint::from_hex(&record.session).unwrap_or(0),
-            seq: record.seq,
-            capture_us: record.capture_us,
-            encoded_us: record.encoded_us,
-            sent_us: record.sent_us,
-            fp: fp.unwrap_or(0),
-            has_fp: fp.is_some(),
-            arrived_us: now_us,
-            seen: false,
-        };
+        let stored = Stored::new(&record, now_us);
         let pos = self.base.wrapping_add(self.ring.len() as u32);
-        self.by_seq.insert(low(stored.seq), pos);
-        if let Some(fp) = stored.fingerprint() {
-            self.by_fingerprint.insert(low(fp), pos);
+        if self
+            .ring
+            .back()
+            .is_some_and(|r| stored.capture_us < r.capture_us)
+        {
+            self.unsorted_until = Some(pos);
+        }
+        if let (Some(index), Some(fp)) = (self.by_fingerprint.as_mut(), stored.fingerprint()) {
+            index.insert(low(fp), pos);
         }
         self.ring.push_back(stored);
         Insert::New
@@ -157,13 +235,14 @@ impl RecordStore {
     fn pop_oldest(&mut self) {
         let pos = self.base;
         if let Some(r) = self.ring.pop_front() {
-            if self.by_seq.get(&low(r.seq)) == Some(&pos) {
-                self.by_seq.remove(&low(r.seq));
-            }
-            if let Some(fp) = r.fingerprint() {
-                if self.by_fingerprint.get(&low(fp)) == Some(&pos) {
-                    self.by_fingerprint.remove(&low(fp));
+            if let (Some(index), Some(fp)) = (self.by_fingerprint.as_mut(), r.fingerprint()) {
+                if index.get(&low(fp)) == Some(&pos) {
+                    index.remove(&low(fp));
                 }
+            }
+            if self.unsorted_until == Some(pos) {
+                // What remains was inserted in capture-time order.
+                self.unsorted_until = None;
             }
             if self.settled == pos {
                 self.settled = pos.wrapping_add(1);
@@ -173,6 +252,7 @@ impl RecordStore {
         if self.ring.is_empty() {
             // Give back what a burst grew.
             self.ring.shrink_to(64);
+            self.unsorted_until = None;
         }
     }
 
@@ -181,22 +261,34 @@ impl RecordStore {
         while self
             .ring
             .front()
-            .is_some_and(|r| now_us.saturating_sub(r.arrived_us) > self.retention_us)
+            .is_some_and(|r| now_us.saturating_sub(r.arrived_us()) > self.retention_us)
         {
             self.pop_oldest();
         }
     }
 
+    /// A frame with a stamp is found by it alone (its record carries the
+    /// same fingerprint, so the fingerprint could only find another frame's
+    /// record); one without is found by its fingerprint.
     fn find_position(
         &self,
         stamp: Option<(u64, i64)>,
         fingerprint: Option<u64>,
     ) -> Option<(u32, MatchedBy)> {
-        if let Some(pos) = stamp.and_then(|(seq, capture)| self.position(seq, capture)) {
-            return Some((pos, MatchedBy::Stamp));
+        if let Some((seq, capture)) = stamp {
+            return self
+                .position(seq, capture)
+                .map(|pos| (pos, MatchedBy::Stamp));
         }
         let fp = fingerprint?;
-        let pos = *self.by_fingerprint.get(&low(fp))?;
+        let pos = match &self.by_fingerprint {
+            Some(index) => *index.get(&low(fp))?,
+            None => self
+                .ring
+                .iter()
+                .rposition(|r| r.fingerprint() == Some(fp))
+                .map(|i| self.base.wrapping_add(i as u32))?,
+        };
         self.get(pos)
             .filter(|r| r.fingerprint() == Some(fp))
             .map(|_| (pos, MatchedBy::Fingerprint))
@@ -213,24 +305,43 @@ impl RecordStore {
     }
 
     /// Like [`RecordStore::find`], and marks the record as seen over HLS.
+    /// The first frame without a stamp builds the fingerprint index.
     pub fn take_match(
         &mut self,
         stamp: Option<(u64, i64)>,
         fingerprint: Option<u64>,
     ) -> Option<(Stored, MatchedBy)> {
+        if stamp.is_none() && fingerprint.is_some() && self.by_fingerprint.is_none() {
+            let base = self.base;
+            self.by_fingerprint = Some(
+                self.ring
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, r)| Some((low(r.fingerprint()?), base.wrapping_add(i as u32))))
+                    .collect(),
+            );
+        }
         let (pos, by) = self.find_position(stamp, fingerprint)?;
         let index = pos.wrapping_sub(self.base) as usize;
         let r = self.ring.get_mut(index)?;
-        r.seen = true;
+        r.arrived_seen |= SEEN;
         Some((*r, by))
     }
 
     /// Whether a record with this `seq` is held (of any session).
     pub fn has_seq(&self, seq: u64) -> bool {
-        self.by_seq
-            .get(&low(seq))
-            .and_then(|pos| self.get(*pos))
-            .is_some_and(|r| r.seq == seq)
+        let newest = self.ring.back().map_or(0, |r| r.seq);
+        let guess = newest
+            .checked_sub(seq)
+            .and_then(|back| (self.ring.len() as u64).checked_sub(back + 1));
+        guess.is_some_and(|i| self.ring.get(i as usize).is_some_and(|r| r.seq == seq))
+            || self.ring.iter().rev().any(|r| r.seq == seq)
+    }
+
+    /// Whether the fingerprint index has been built (a frame without a
+    /// stamp was looked up).
+    pub fn has_fingerprint_index(&self) -> bool {
+        self.by_fingerprint.is_some()
     }
 
     /// The records that arrived before `cutoff_us` and were not handed out
@@ -239,7 +350,10 @@ impl RecordStore {
     /// evicted before they settle are not returned.
     pub fn settle(&mut self, cutoff_us: i64) -> Vec<Stored> {
         let mut out = Vec::new();
-        while let Some(r) = self.get(self.settled).filter(|r| r.arrived_us <= cutoff_us) {
+        while let Some(r) = self
+            .get(self.settled)
+            .filter(|r| r.arrived_us() <= cutoff_us)
+        {
             out.push(*r);
             self.settled = self.settled.wrapping_add(1);
         }
@@ -302,9 +416,9 @@ pub fn latency(
         seq: r.seq,
         capture_us: r.capture_us,
         available_us,
-        encode_ms: ms(r.encoded_us.saturating_sub(r.capture_us)),
-        publish_ms: ms(r.sent_us.saturating_sub(r.encoded_us)),
-        origin_delivery_ms: ms(available_us.saturating_sub(to_collector(r.sent_us))),
+        encode_ms: ms(i64::from(r.encode_us)),
+        publish_ms: ms(i64::from(r.publish_us)),
+        origin_delivery_ms: ms(available_us.saturating_sub(to_collector(r.sent_us()))),
         glass_to_hls_ms: ms(available_us.saturating_sub(to_collector(r.capture_us))),
         uncertainty_ms: ms(offset.map(|o| o.uncertainty_us).unwrap_or(0) + reader_uncertainty_us),
         matched_by,
@@ -369,10 +483,10 @@ mod tests {
         assert!(s.take_match(Some((1, 1000)), None).is_some());
         assert!(s.take_match(None, Some(102)).is_some());
         assert!(s.has_seq(3) && !s.has_seq(4));
-        let settled: Vec<_> = s.settle(2_000).iter().map(|r| (r.seq, r.seen)).collect();
+        let settled: Vec<_> = s.settle(2_000).iter().map(|r| (r.seq, r.seen())).collect();
         assert_eq!(settled, vec![(0, false), (1, true), (2, true)]);
         assert!(s.settle(2_000).is_empty());
-        let settled: Vec<_> = s.settle(9_000).iter().map(|r| (r.seq, r.seen)).collect();
+        let settled: Vec<_> = s.settle(9_000).iter().map(|r| (r.seq, r.seen())).collect();
         assert_eq!(settled, vec![(3, false)]);
     }
 
@@ -415,18 +529,108 @@ mod tests {
         let mut s = RecordStore::new(30_000_000, 100);
         s.insert(record(1, 1_000, 0x1_0000_00aa), 1_000);
         s.insert(record(1 + (1 << 32), 2_000, 0x2_0000_00aa), 2_000);
+        // Before the index exists, a scan finds each.
+        assert_eq!(s.find(None, Some(0x1_0000_00aa)).unwrap().0.seq, 1);
+        // The index keys by the low 32 bits: the newer record wins the key,
+        // and the older one is not found rather than mistaken.
+        assert!(s.take_match(None, Some(0x2_0000_00aa)).is_some());
+        assert!(s.has_fingerprint_index());
         assert!(s.find(None, Some(0x1_0000_00aa)).is_none());
         assert_eq!(
             s.find(None, Some(0x2_0000_00aa)).unwrap().0.seq,
             1 + (1 << 32)
         );
         assert_eq!(s.find(Some((1, 1_000)), None).unwrap().0.seq, 1);
-        assert!(s.has_seq(1 + (1 << 32)) && !s.has_seq(1));
+        assert!(s.has_seq(1 + (1 << 32)) && s.has_seq(1) && !s.has_seq(2));
+    }
+
+    #[test]
+    fn stamped_frames_never_build_the_fingerprint_index() {
+        let mut s = RecordStore::new(30_000_000, 100);
+        for i in 0..50u64 {
+            s.insert(record(i, 1_000 * i as i64, 500 + i), 1_000 * i as i64);
+        }
+        for i in (0..50u64).rev() {
+            assert!(s
+                .take_match(Some((i, 1_000 * i as i64)), Some(500 + i))
+                .is_some());
+        }
+        // Not found by stamp: no fallback to the fingerprint, whose record
+        // would be another frame's.
+        assert!(s.take_match(Some((7, 1)), Some(507)).is_none());
+        assert!(!s.has_fingerprint_index());
+        // The first frame without a stamp builds it; later records join it
+        // and evicted ones leave it.
+        let (r, by) = s.take_match(None, Some(510)).unwrap();
+        assert_eq!((r.seq, by), (10, MatchedBy::Fingerprint));
+        assert!(s.has_fingerprint_index());
+        s.insert(record(50, 50_000, 550), 50_000);
+        assert_eq!(s.take_match(None, Some(550)).unwrap().0.seq, 50);
+        s.evict(30_000_000 + 5_500);
+        assert!(s.take_match(None, Some(505)).is_none());
+        assert_eq!(s.take_match(None, Some(506)).unwrap().0.seq, 6);
+    }
+
+    #[test]
+    fn records_out_of_capture_order_stay_findable() {
+        let mut s = RecordStore::new(30_000_000, 100);
+        // Seqs with gaps (records dropped on the device), then the device's
+        // clock steps back a second, then a new session restarts the seqs.
+        let mut held = Vec::new();
+        for (i, (seq, capture)) in [
+            (1, 10_000),
+            (2, 10_033),
+            (5, 10_133),
+            (6, 9_100),
+            (7, 9_133),
+        ]
+        .into_iter()
+        .chain((0..4).map(|k| (k, 20_000 + k as i64 * 33)))
+        .enumerate()
+        {
+            assert_eq!(
+                s.insert(record(seq, capture, i as u64), i as i64),
+                Insert::New
+            );
+            held.push((seq, capture));
+        }
+        for &(seq, capture) in &held {
+            assert_eq!(
+                s.find(Some((seq, capture)), None).unwrap().0.capture_us,
+                capture
+            );
+            assert_eq!(s.insert(record(seq, capture, 0), 10), Insert::Duplicate);
+        }
+        assert!(s.find(Some((3, 10_066)), None).is_none());
+        assert!(s.find(Some((6, 10_166)), None).is_none());
+        // Once the record that came out of order is evicted, what is left
+        // is in order again.
+        s.evict(30_000_000 + 3);
+        assert_eq!(s.unsorted_until, Some(3));
+        s.evict(30_000_000 + 4);
+        assert_eq!(s.unsorted_until, None);
+        assert!(s.find(Some((7, 9_133)), None).is_some());
+        assert!(s.find(Some((6, 9_100)), None).is_none());
     }
 
     #[test]
     fn a_stored_record_is_compact() {
-        assert!(std::mem::size_of::<Stored>() <= 64);
+        assert!(std::mem::size_of::<Stored>() <= 48);
+        let mut r = record(7, 1_000_000, 0xab);
+        r.encoded_us = 1_004_000;
+        r.sent_us = 1_004_500;
+        let s = Stored::new(&r, 5_000_000);
+        assert_eq!(
+            (s.encoded_us(), s.sent_us(), s.arrived_us()),
+            (1_004_000, 1_004_500, 5_000_000)
+        );
+        assert!(!s.seen() && s.fingerprint() == Some(0xab));
+        // Nonsense times saturate instead of wrapping.
+        r.encoded_us = i64::MAX;
+        assert_eq!(
+            Stored::new(&r, 0).encoded_us(),
+            1_000_000 + i64::from(i32::MAX)
+        );
     }
 
     #[test]
