@@ -9,7 +9,7 @@
 //!
 //! Memory is what bounds how many streams one collector watches (30 s at
 //! 30 fps is about 900 records per stream), so records are kept compact
-//! ([`Stored`], 64 bytes) in one ring in arrival order, and found without
+//! ([`Stored`], 48 bytes) in one ring in arrival order, and found without
 //! an index in the usual case: an agent's records come with consecutive
 //! seqs and rising capture times, so a record's place is computed from the
 //! newest one, else found by binary search on the capture time (a linear
@@ -152,21 +152,25 @@ impl RecordStore {
         self.ring.get(position.wrapping_sub(self.base) as usize)
     }
 
+    /// Where `seq` is if every seq since it was recorded: counted back
+    /// from the newest record (any seq from outside, wrapping included).
+    fn guess(&self, seq: u64) -> Option<usize> {
+        let back = self.ring.back()?.seq.checked_sub(seq)?;
+        (self.ring.len() as u64)
+            .checked_sub(back)?
+            .checked_sub(1)
+            .map(|i| i as usize)
+    }
+
     /// The position of the record `(seq, capture_us)`, if held.
     fn position(&self, seq: u64, capture_us: i64) -> Option<u32> {
         let is = |r: &Stored| r.seq == seq && r.capture_us == capture_us;
         let at = |i: usize| self.base.wrapping_add(i as u32);
-        let newest = self.ring.back()?;
-        // Consecutive seqs since this one: its place follows from the newest.
-        if let Some(back) = newest.seq.checked_sub(seq) {
-            if let Some(i) = (self.ring.len() as u64)
-                .checked_sub(back + 1)
-                .map(|i| i as usize)
-            {
-                if self.ring.get(i).is_some_and(is) {
-                    return Some(at(i));
-                }
-            }
+        if let Some(i) = self
+            .guess(seq)
+            .filter(|&i| self.ring.get(i).is_some_and(is))
+        {
+            return Some(at(i));
         }
         // The sorted part (all of it, unless something came out of order):
         // binary search on the capture time.
@@ -330,11 +334,8 @@ impl RecordStore {
 
     /// Whether a record with this `seq` is held (of any session).
     pub fn has_seq(&self, seq: u64) -> bool {
-        let newest = self.ring.back().map_or(0, |r| r.seq);
-        let guess = newest
-            .checked_sub(seq)
-            .and_then(|back| (self.ring.len() as u64).checked_sub(back + 1));
-        guess.is_some_and(|i| self.ring.get(i as usize).is_some_and(|r| r.seq == seq))
+        self.guess(seq)
+            .is_some_and(|i| self.ring.get(i).is_some_and(|r| r.seq == seq))
             || self.ring.iter().rev().any(|r| r.seq == seq)
     }
 
@@ -542,6 +543,17 @@ mod tests {
         );
         assert_eq!(s.find(Some((1, 1_000)), None).unwrap().0.seq, 1);
         assert!(s.has_seq(1 + (1 << 32)) && s.has_seq(1) && !s.has_seq(2));
+    }
+
+    #[test]
+    fn extreme_seqs_from_outside_are_looked_up_safely() {
+        let mut s = RecordStore::new(30_000_000, 100);
+        s.insert(record(u64::MAX, 1_000, 1), 1_000);
+        assert!(s.find(Some((0, 1_000)), None).is_none());
+        assert!(!s.has_seq(0) && s.has_seq(u64::MAX));
+        s.insert(record(0, 2_000, 2), 2_000);
+        assert!(s.find(Some((u64::MAX, 1_000)), None).is_some());
+        assert!(s.find(Some((0, 2_000)), None).is_some());
     }
 
     #[test]
