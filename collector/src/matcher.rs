@@ -14,12 +14,14 @@
 //! seqs and rising capture times, so a record's place is computed from the
 //! newest one, else found by binary search on the capture time (a linear
 //! scan only while the ring holds records out of that order, e.g. after a
-//! device's clock stepped back). Only frames without a stamp (an origin
-//! that strips SEI) need a fingerprint index; it is built the first time
-//! one is looked up, so stamped streams never pay for it. The two hash
-//! indexes this replaced cost 37 KiB per stream (heaptrack, 51 streams).
+//! device's clock stepped back). Frames without a stamp (an origin that
+//! strips SEI) are found by fingerprint from where the last one was: HLS
+//! delivers frames in order, so the next one's record is almost always the
+//! next record (a scan of the whole ring otherwise). The two hash indexes
+//! this replaced cost 37 KiB per stream, and a fingerprint index built on
+//! demand still 18 KiB (heaptrack, 51 streams).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use glasswatch_common::fingerprint;
 use glasswatch_common::messages::FrameRecord;
@@ -120,16 +122,10 @@ pub struct RecordStore {
     /// lower capture time than the record before it): from there on the
     /// ring is sorted by capture time. `None` while everything held is.
     unsorted_until: Option<u32>,
-    /// The latest record of each fingerprint, by its low 32 bits (a found
-    /// record's full fingerprint is always checked); built on the first
-    /// look-up by fingerprint alone.
-    by_fingerprint: Option<HashMap<u32, u32>>,
+    /// Position of the last record matched by fingerprint: the next frame
+    /// without a stamp is looked for after it first.
+    fingerprint_hint: Option<u32>,
     duplicates: u64,
-}
-
-/// The low 32 bits, the index key (the whole value is checked on a hit).
-fn low(v: u64) -> u32 {
-    v as u32
 }
 
 impl RecordStore {
@@ -143,7 +139,7 @@ impl RecordStore {
             base: 0,
             settled: 0,
             unsorted_until: None,
-            by_fingerprint: None,
+            fingerprint_hint: None,
             duplicates: 0,
         }
     }
@@ -229,21 +225,13 @@ impl RecordStore {
         {
             self.unsorted_until = Some(pos);
         }
-        if let (Some(index), Some(fp)) = (self.by_fingerprint.as_mut(), stored.fingerprint()) {
-            index.insert(low(fp), pos);
-        }
         self.ring.push_back(stored);
         Insert::New
     }
 
     fn pop_oldest(&mut self) {
         let pos = self.base;
-        if let Some(r) = self.ring.pop_front() {
-            if let (Some(index), Some(fp)) = (self.by_fingerprint.as_mut(), r.fingerprint()) {
-                if index.get(&low(fp)) == Some(&pos) {
-                    index.remove(&low(fp));
-                }
-            }
+        if self.ring.pop_front().is_some() {
             if self.unsorted_until == Some(pos) {
                 // What remains was inserted in capture-time order.
                 self.unsorted_until = None;
@@ -273,7 +261,8 @@ impl RecordStore {
 
     /// A frame with a stamp is found by it alone (its record carries the
     /// same fingerprint, so the fingerprint could only find another frame's
-    /// record); one without is found by its fingerprint.
+    /// record); one without is found by its fingerprint: the first record
+    /// with it after the last frame matched that way, else the newest.
     fn find_position(
         &self,
         stamp: Option<(u64, i64)>,
@@ -285,17 +274,19 @@ impl RecordStore {
                 .map(|pos| (pos, MatchedBy::Stamp));
         }
         let fp = fingerprint?;
-        let pos = match &self.by_fingerprint {
-            Some(index) => *index.get(&low(fp))?,
-            None => self
-                .ring
-                .iter()
-                .rposition(|r| r.fingerprint() == Some(fp))
-                .map(|i| self.base.wrapping_add(i as u32))?,
-        };
-        self.get(pos)
-            .filter(|r| r.fingerprint() == Some(fp))
-            .map(|_| (pos, MatchedBy::Fingerprint))
+        let has = |r: &Stored| r.fingerprint() == Some(fp);
+        let after = self.fingerprint_hint.map_or(self.ring.len(), |h| {
+            (h.wrapping_sub(self.base) as usize)
+                .saturating_add(1)
+                .min(self.ring.len())
+        });
+        let i = self
+            .ring
+            .range(after..)
+            .position(has)
+            .map(|i| after + i)
+            .or_else(|| self.ring.range(..after).rposition(has))?;
+        Some((self.base.wrapping_add(i as u32), MatchedBy::Fingerprint))
     }
 
     /// The record of a frame whose stamp was read, else the one with its fingerprint.
@@ -309,23 +300,15 @@ impl RecordStore {
     }
 
     /// Like [`RecordStore::find`], and marks the record as seen over HLS.
-    /// The first frame without a stamp builds the fingerprint index.
     pub fn take_match(
         &mut self,
         stamp: Option<(u64, i64)>,
         fingerprint: Option<u64>,
     ) -> Option<(Stored, MatchedBy)> {
-        if stamp.is_none() && fingerprint.is_some() && self.by_fingerprint.is_none() {
-            let base = self.base;
-            self.by_fingerprint = Some(
-                self.ring
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, r)| Some((low(r.fingerprint()?), base.wrapping_add(i as u32))))
-                    .collect(),
-            );
-        }
         let (pos, by) = self.find_position(stamp, fingerprint)?;
+        if by == MatchedBy::Fingerprint {
+            self.fingerprint_hint = Some(pos);
+        }
         let index = pos.wrapping_sub(self.base) as usize;
         let r = self.ring.get_mut(index)?;
         r.arrived_seen |= SEEN;
@@ -337,12 +320,6 @@ impl RecordStore {
         self.guess(seq)
             .is_some_and(|i| self.ring.get(i).is_some_and(|r| r.seq == seq))
             || self.ring.iter().rev().any(|r| r.seq == seq)
-    }
-
-    /// Whether the fingerprint index has been built (a frame without a
-    /// stamp was looked up).
-    pub fn has_fingerprint_index(&self) -> bool {
-        self.by_fingerprint.is_some()
     }
 
     /// The records that arrived before `cutoff_us` and were not handed out
@@ -526,23 +503,53 @@ mod tests {
     }
 
     #[test]
-    fn index_keys_that_collide_never_match_the_wrong_record() {
+    fn fingerprints_that_share_low_bits_match_their_own_records() {
         let mut s = RecordStore::new(30_000_000, 100);
         s.insert(record(1, 1_000, 0x1_0000_00aa), 1_000);
         s.insert(record(1 + (1 << 32), 2_000, 0x2_0000_00aa), 2_000);
-        // Before the index exists, a scan finds each.
         assert_eq!(s.find(None, Some(0x1_0000_00aa)).unwrap().0.seq, 1);
-        // The index keys by the low 32 bits: the newer record wins the key,
-        // and the older one is not found rather than mistaken.
         assert!(s.take_match(None, Some(0x2_0000_00aa)).is_some());
-        assert!(s.has_fingerprint_index());
-        assert!(s.find(None, Some(0x1_0000_00aa)).is_none());
+        assert_eq!(s.find(None, Some(0x1_0000_00aa)).unwrap().0.seq, 1);
         assert_eq!(
             s.find(None, Some(0x2_0000_00aa)).unwrap().0.seq,
             1 + (1 << 32)
         );
+        assert!(s.find(None, Some(0x3_0000_00aa)).is_none());
         assert_eq!(s.find(Some((1, 1_000)), None).unwrap().0.seq, 1);
         assert!(s.has_seq(1 + (1 << 32)) && s.has_seq(1) && !s.has_seq(2));
+    }
+
+    #[test]
+    fn repeated_fingerprints_match_in_delivery_order() {
+        // A still scene can encode to identical frames: without stamps,
+        // frames delivered in order take the records in order.
+        let mut s = RecordStore::new(30_000_000, 100);
+        for i in 0..6u64 {
+            s.insert(
+                record(i, 1_000 * i as i64, if i % 2 == 1 { 7 } else { 100 + i }),
+                0,
+            );
+        }
+        // The first frame without a stamp: the newest record with its
+        // fingerprint; from then on, the next one after the last match.
+        assert_eq!(s.take_match(None, Some(7)).unwrap().0.seq, 5);
+        let seqs: Vec<u64> = [100, 7, 102, 7, 104, 7]
+            .iter()
+            .map(|&fp| s.take_match(None, Some(fp)).unwrap().0.seq)
+            .collect();
+        assert_eq!(seqs, (0..6).collect::<Vec<_>>());
+        // Read again (a frame delivered twice): the same record.
+        assert_eq!(s.take_match(None, Some(7)).unwrap().0.seq, 5);
+        // After the remembered one was evicted, the newest too.
+        let mut s = RecordStore::new(30_000_000, 3);
+        for i in 0..3u64 {
+            s.insert(record(i, i as i64, 9), 0);
+        }
+        assert_eq!(s.take_match(None, Some(9)).unwrap().0.seq, 2);
+        for i in 3..6u64 {
+            s.insert(record(i, i as i64, 9), 0);
+        }
+        assert_eq!(s.take_match(None, Some(9)).unwrap().0.seq, 5);
     }
 
     #[test]
@@ -557,7 +564,7 @@ mod tests {
     }
 
     #[test]
-    fn stamped_frames_never_build_the_fingerprint_index() {
+    fn stamped_frames_match_by_stamp_alone() {
         let mut s = RecordStore::new(30_000_000, 100);
         for i in 0..50u64 {
             s.insert(record(i, 1_000 * i as i64, 500 + i), 1_000 * i as i64);
@@ -570,12 +577,9 @@ mod tests {
         // Not found by stamp: no fallback to the fingerprint, whose record
         // would be another frame's.
         assert!(s.take_match(Some((7, 1)), Some(507)).is_none());
-        assert!(!s.has_fingerprint_index());
-        // The first frame without a stamp builds it; later records join it
-        // and evicted ones leave it.
+        // Frames without one by fingerprint, among later and evicted records.
         let (r, by) = s.take_match(None, Some(510)).unwrap();
         assert_eq!((r.seq, by), (10, MatchedBy::Fingerprint));
-        assert!(s.has_fingerprint_index());
         s.insert(record(50, 50_000, 550), 50_000);
         assert_eq!(s.take_match(None, Some(550)).unwrap().0.seq, 50);
         s.evict(30_000_000 + 5_500);
