@@ -257,6 +257,7 @@ pub struct Storage {
     /// Absent: PostgreSQL when `postgres_url` is set, else SQLite.
     pub kind: Option<StorageKind>,
     pub sqlite: PathBuf,
+    pub sqlite_cache_kib: Bounded<64, 1_048_576>,
     pub postgres_url: Option<String>,
     pub postgres_password_file: Option<PathBuf>,
     pub postgres_ca_file: Option<PathBuf>,
@@ -277,6 +278,7 @@ impl Default for Storage {
         Storage {
             kind: None,
             sqlite: PathBuf::from("glasswatch.db"),
+            sqlite_cache_kib: Bounded(crate::store::sqlite::DEFAULT_CACHE_KIB),
             postgres_url: None,
             postgres_password_file: None,
             postgres_ca_file: None,
@@ -633,6 +635,10 @@ mod tests {
         assert_eq!(sample.hls.reload_ms, empty.hls.reload_ms);
         assert_eq!(sample.clock.ping_interval_s, empty.clock.ping_interval_s);
         assert_eq!(sample.matching.retention_s, empty.matching.retention_s);
+        assert_eq!(
+            sample.storage.sqlite_cache_kib,
+            empty.storage.sqlite_cache_kib
+        );
         assert_eq!(sample.mqtt.keep_alive_s, empty.mqtt.keep_alive_s);
         assert_eq!(sample.mqtt.client_id, empty.mqtt.client_id);
         assert!(sample.output.publish_latency && empty.output.publish_latency);

@@ -385,6 +385,14 @@ pub fn render(snap: &Snapshot, health: &Health, storage: &StorageStatus) -> Stri
             let _ = writeln!(out, "{name} {v}");
         }
     }
+    let name = "glasswatch_sqlite_memory_bytes";
+    family(
+        &mut out,
+        name,
+        "gauge",
+        "Memory SQLite holds (page caches, statements; bounded by storage.sqlite_cache_kib per connection).",
+    );
+    let _ = writeln!(out, "{name} {}", crate::store::sqlite::memory_used());
     if let Some(b) = health.broker.get() {
         let st = b.stats();
         let broker: [(&str, &str, &str, f64); 4] = [

@@ -70,9 +70,13 @@ impl Storage {
             StorageKind::None => None,
             StorageKind::Sqlite => {
                 let path = cfg.sqlite_path(config_dir);
-                let s = super::sqlite::Sqlite::open(&path)
-                    .await
-                    .with_context(|| format!("opening the SQLite database {}", path.display()))?;
+                let s = super::sqlite::Sqlite::open_with(
+                    &path,
+                    super::migrate::latest(),
+                    cfg.sqlite_cache_kib.get(),
+                )
+                .await
+                .with_context(|| format!("opening the SQLite database {}", path.display()))?;
                 tracing::info!(path = %path.display(), "storage: SQLite");
                 Some(Store::Sqlite(s))
             }

@@ -26,6 +26,9 @@ use super::{migrate, sql, FleetEntry, StoreError, Table};
 const BUSY_TIMEOUT: Duration = Duration::from_millis(2_000);
 /// Most idle read connections kept.
 const READERS: usize = 4;
+/// Page cache per connection by default, KiB (SQLite's own default is
+/// about 2,000 KiB): what `[storage] sqlite_cache_kib` leaves out.
+pub const DEFAULT_CACHE_KIB: u32 = 2048;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -51,8 +54,18 @@ enum Command {
 #[derive(Debug)]
 pub struct Sqlite {
     path: PathBuf,
+    cache_kib: u32,
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+/// Bytes SQLite holds in this process (every connection: page caches,
+/// prepared statements, schema), from `sqlite3_memory_used`.
+pub fn memory_used() -> u64 {
+    // SAFETY: sqlite3_memory_used only reads SQLite's own counter; it is
+    // thread-safe in the bundled build's default (serialized) mode.
+    let used = unsafe { rusqlite::ffi::sqlite3_memory_used() };
+    u64::try_from(used).unwrap_or(0)
 }
 
 /// The shared SQL's `$n` parameters as SQLite's numbered `?n` (SQLite
@@ -107,7 +120,7 @@ fn all<T>(
 }
 
 /// Opens the read-write connection with the settings every one gets.
-fn open_rw(path: &Path) -> Result<Connection, StoreError> {
+fn open_rw(path: &Path, cache_kib: u32) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(|e| StoreError::Open {
         path: path.to_owned(),
         message: e.to_string(),
@@ -122,10 +135,19 @@ fn open_rw(path: &Path) -> Result<Connection, StoreError> {
         .map_err(err("setting synchronous"))?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(err("setting foreign_keys"))?;
+    set_cache(&conn, cache_kib)?;
     Ok(conn)
 }
 
-fn open_ro(path: &Path) -> Result<Connection, StoreError> {
+/// Bounds the connection's page cache (a negative `cache_size` is KiB).
+/// Pages it holds stay until the bound is reached: that, not the number of
+/// streams, is what SQLite's memory grows to.
+fn set_cache(conn: &Connection, cache_kib: u32) -> Result<(), StoreError> {
+    conn.pragma_update(None, "cache_size", -i64::from(cache_kib))
+        .map_err(err("setting cache_size"))
+}
+
+fn open_ro(path: &Path, cache_kib: u32) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -136,6 +158,7 @@ fn open_ro(path: &Path) -> Result<Connection, StoreError> {
     })?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(err("setting the busy timeout"))?;
+    set_cache(&conn, cache_kib)?;
     Ok(conn)
 }
 
@@ -174,15 +197,21 @@ impl Sqlite {
     /// Opens (creating if needed) and migrates the database at `path`, and
     /// starts its writer thread.
     pub async fn open(path: &Path) -> Result<Sqlite, StoreError> {
-        Sqlite::open_at(path, migrate::latest()).await
+        Sqlite::open_with(path, migrate::latest(), DEFAULT_CACHE_KIB).await
     }
 
     /// Like [`Sqlite::open`], migrating only up to version `upto` (tests
     /// build old schemas with it).
     pub async fn open_at(path: &Path, upto: i64) -> Result<Sqlite, StoreError> {
+        Sqlite::open_with(path, upto, DEFAULT_CACHE_KIB).await
+    }
+
+    /// Opens, migrating up to version `upto`, each connection's page cache
+    /// bounded to `cache_kib`.
+    pub async fn open_with(path: &Path, upto: i64, cache_kib: u32) -> Result<Sqlite, StoreError> {
         let p = path.to_owned();
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
-            let mut conn = open_rw(&p)?;
+            let mut conn = open_rw(&p, cache_kib)?;
             migrate_to(&mut conn, upto)?;
             Ok(conn)
         })
@@ -195,13 +224,14 @@ impl Sqlite {
         let thread_path = path.to_owned();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_thread(thread_path, conn, rx))
+            .spawn(move || writer_thread(thread_path, cache_kib, conn, rx))
             .map_err(|e| StoreError::Open {
                 path: path.to_owned(),
                 message: format!("cannot start the writer thread: {e}"),
             })?;
         Ok(Sqlite {
             path: path.to_owned(),
+            cache_kib,
             commands: Mutex::new(Some(tx)),
             readers: Arc::new(Mutex::new(Vec::new())),
         })
@@ -224,11 +254,12 @@ impl Sqlite {
     ) -> Result<T, StoreError> {
         let readers = self.readers.clone();
         let path = self.path.clone();
+        let cache_kib = self.cache_kib;
         tokio::task::spawn_blocking(move || {
             let pooled = readers.lock().unwrap_or_else(PoisonError::into_inner).pop();
             let conn = match pooled {
                 Some(c) => c,
-                None => open_ro(&path)?,
+                None => open_ro(&path, cache_kib)?,
             };
             let result = f(&conn);
             let mut pool = readers.lock().unwrap_or_else(PoisonError::into_inner);
@@ -452,7 +483,7 @@ impl Sqlite {
 
 /// The writer thread: executes commands in order on the one read-write
 /// connection, reopening it after a failure.
-fn writer_thread(path: PathBuf, conn: Connection, rx: mpsc::Receiver<Command>) {
+fn writer_thread(path: PathBuf, cache_kib: u32, conn: Connection, rx: mpsc::Receiver<Command>) {
     let mut conn = Some(conn);
     while let Ok(cmd) = rx.recv() {
         if let Command::Close(done) = cmd {
@@ -462,7 +493,7 @@ fn writer_thread(path: PathBuf, conn: Connection, rx: mpsc::Receiver<Command>) {
         }
         let c = match conn.take() {
             Some(c) => Ok(c),
-            None => open_rw(&path),
+            None => open_rw(&path, cache_kib),
         };
         let mut c = match c {
             Ok(c) => c,
@@ -767,4 +798,24 @@ fn write_rollups(
         .map_err(err("moving a watermark"))?;
     }
     tx.commit().map_err(err("committing a roll-up"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_connection_gets_the_cache_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let cache = |c: &Connection| -> i64 {
+            c.pragma_query_value(None, "cache_size", |r| r.get(0))
+                .unwrap()
+        };
+        let rw = open_rw(&path, 100).unwrap();
+        assert_eq!(cache(&rw), -100);
+        assert_eq!(cache(&open_ro(&path, 4096).unwrap()), -4096);
+        // SQLite's own count of what it holds moves with what is open.
+        assert!(memory_used() > 0);
+    }
 }
