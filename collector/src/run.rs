@@ -234,10 +234,17 @@ pub async fn run(
         .dns_resolver(Arc::new(crate::allow::GuardedResolver))
         .redirect(crate::allow::redirect_policy(allow.clone()))
         .connect_timeout(Duration::from_secs(5))
+        // Idle connections are kept per host without a count bound (many
+        // streams often share one origin): a bound of 4 made 51 streams on
+        // one origin open 385 connections a second (heaptrack: 84,106 in
+        // 218 s), each a handshake and fresh buffers. Unused ones close
+        // after the idle timeout, so the pool follows what the streams use
+        // at once (a blocking reload and a part download each). Measured
+        // (bench/collector_memory.sh 50, same session): VmRSS per stream
+        // 251 KiB bounded, 259 unbounded (more heap held, less of it left
+        // fragmented); CPU per stream 0.40 % of a core bounded, 0.28 %
+        // unbounded.
         .pool_idle_timeout(Duration::from_secs(30))
-        // A stream needs one connection held by a blocking reload and one or
-        // two downloading parts; idle ones beyond that only cost memory.
-        .pool_max_idle_per_host(4)
         .build()
         .context("building the HTTP client")?;
     let rx_settings = receiver::Settings {
