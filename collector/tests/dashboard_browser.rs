@@ -172,7 +172,7 @@ fn check_pages(b: &Chromium, base: &str, device: &str, label: &str) -> Vec<(f64,
         b.execute(
             "const s = window.__glasswatchViewer; const v = document.getElementById('video'); \
              return {buffer_ms: s.viewer && s.viewer.buffer_ms, jumps: s.jumps, rate: v.playbackRate, \
-             mode: s.mode, errors: s.hlsErrors, reports: s.reports, stalls_after_s: s.stalls};",
+             mode: s.mode, target_s: s.edge && s.edge.base + s.edge.extra, errors: s.hlsErrors, reports: s.reports, stalls_after_s: s.stalls};",
             &[]
         )
         .unwrap_or_default()

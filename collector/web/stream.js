@@ -29,14 +29,26 @@ const viewerBySecond = new Map();
 // against the LL-HLS origin (docs/api.md, "Stream page"): hls.js's own
 // catch-up only acts with more than 1 s buffered, and its defaults raise
 // the target after every stall, so the viewer drifted to > 1 s and stayed
-// there. Here hls.js only loads (its rate control off, the target never
+// there. Here hls.js only loads (its rate control off, its target never
 // raised after a stall), and keepLive() holds the media buffered ahead of
-// the playhead (the player's own share of the latency) near
-// TARGET_BUFFER_S: a little faster (at most 1.1×, faster rates starved the
-// buffer and stalled) when above it, a little slower when nearly empty,
-// and a jump back when more than JUMP_BUFFER_S behind.
+// the playhead (the player's own share of the latency) near a target: a
+// little faster (at most 1.1×, faster rates starved the buffer and
+// stalled) when above it, a little slower when nearly empty, and a jump
+// back when more than JUMP_BUFFER_S behind.
+//
+// The target starts at TARGET_BUFFER_S and follows how late parts arrive
+// (a jitter buffer): Chromium stopped to wait with 30-130 ms (one to four
+// frames) still buffered ahead, and every stall seen came after parts
+// arrived 100-210 ms apart instead of 67 (measured with hls.js's log kept
+// in the page, on a busy machine). So each ADAPT_EVERY_MS the lowest point
+// the buffer reached is compared with LOW_WATER_S: below it, the target
+// rises by the depth of the dip (at most MAX_EXTRA_S above the start);
+// clear of it by 50 ms, the target falls back 10 ms.
 const TARGET_BUFFER_S = 0.2;
 const JUMP_BUFFER_S = 1.5;
+const LOW_WATER_S = 0.15;
+const MAX_EXTRA_S = 0.3;
+const ADAPT_EVERY_MS = 5000;
 const LIVE_EDGE = {
   lowLatencyMode: true,
   enableWorker: false,
@@ -56,7 +68,23 @@ const LIVE_EDGE = {
 };
 // Media arrives a part at a time in LL-HLS, a segment at a time in classic
 // HLS: the buffer's floor and the speed-up threshold follow that step.
-const edge = { target: TARGET_BUFFER_S, step: 0, jump: JUMP_BUFFER_S };
+// base: the floor for the mode; extra: what late parts added (adaptTarget).
+const edge = { base: TARGET_BUFFER_S, step: 0, extra: 0 };
+const target = () => edge.base + edge.extra;
+const adapt = { lowest: Infinity, since: performance.now() };
+
+function adaptTarget(ahead) {
+  adapt.lowest = Math.min(adapt.lowest, ahead);
+  const now = performance.now();
+  if (now - adapt.since < ADAPT_EVERY_MS) return;
+  if (adapt.lowest < LOW_WATER_S) {
+    edge.extra = Math.min(MAX_EXTRA_S, edge.extra + (LOW_WATER_S - adapt.lowest));
+  } else if (adapt.lowest > LOW_WATER_S + 0.05) {
+    edge.extra = Math.max(0, edge.extra - 0.01);
+  }
+  adapt.lowest = Infinity;
+  adapt.since = now;
+}
 
 function bufferAhead() {
   const b = video.buffered;
@@ -78,8 +106,8 @@ function startWhenBuffered() {
   if (!b.length || video.seeking) return;
   const start = b.start(b.length - 1);
   const end = b.end(b.length - 1);
-  if (end - start < edge.target) return;
-  const at = Math.max(start, end - edge.target);
+  if (end - start < target()) return;
+  const at = Math.max(start, end - target());
   if (Math.abs(video.currentTime - at) > 0.05) {
     video.currentTime = at;
     return;
@@ -93,18 +121,21 @@ function keepLive() {
     startWhenBuffered();
     return;
   }
-  if (video.paused || video.readyState < 3) return;
+  if (video.paused) return;
   const b = bufferAhead();
-  if (!b) return;
+  // A stall (or a playhead outside what is buffered) counts as empty.
+  adaptTarget(b && video.readyState >= 3 ? b.ahead : 0);
+  if (!b || video.readyState < 3) return;
+  const t = target();
   let rate = 1;
-  if (b.ahead > edge.jump) {
-    video.currentTime = b.end - edge.target;
+  if (b.ahead > t + edge.step + JUMP_BUFFER_S) {
+    video.currentTime = b.end - t;
     state.jumps += 1;
-  } else if (b.ahead > edge.target + edge.step + 0.15) {
+  } else if (b.ahead > t + edge.step + 0.15) {
     rate = 1.1;
-  } else if (b.ahead > edge.target + edge.step + 0.04) {
+  } else if (b.ahead > t + edge.step + 0.04) {
     rate = 1.03;
-  } else if (b.ahead < edge.target / 2) {
+  } else if (b.ahead < t / 2) {
     rate = 0.97;
   }
   if (video.playbackRate !== rate) video.playbackRate = rate;
@@ -223,13 +254,12 @@ function startPlayer(me) {
     if (state.mode === 'll-hls') {
       // Parts are small: the floor alone (at least two parts).
       edge.step = 0;
-      edge.target = Math.max(TARGET_BUFFER_S, 2 * (d.partTarget || 0.1));
+      edge.base = Math.max(TARGET_BUFFER_S, 2 * (d.partTarget || 0.1));
     } else {
       // A whole segment lands at once: keep one segment's worth in hand.
       edge.step = d.targetduration || 2;
-      edge.target = edge.step + TARGET_BUFFER_S;
+      edge.base = edge.step + TARGET_BUFFER_S;
     }
-    edge.jump = edge.target + edge.step + JUMP_BUFFER_S;
     state.edge = edge;
   });
   const src = `/hls/${device}/${stream}/index.m3u8`;
