@@ -75,8 +75,11 @@ if [ -n "${HEAPTRACK:-}" ]; then
 fi
 start_collector embedded "listen = \"127.0.0.1:$mqe\"" "$apie" "${wrap[@]}"
 ce=${pids[-1]}
-# Under heaptrack, the collector is the wrapper's child.
-if [ ${#wrap[@]} -gt 0 ]; then ce=$(pgrep -n -f "glasswatch-collector --config $work/embedded.toml"); fi
+# Under heaptrack, the collector is the wrapper's child (stopped by PID on
+# exit too, or it outlives the bench).
+if [ ${#wrap[@]} -gt 0 ]; then
+  ce=$(pgrep -n -f "glasswatch-collector --config $work/embedded.toml"); pids+=("$ce")
+fi
 start_collector mosquitto "url = \"mqtt://127.0.0.1:$mqm\"" "$apim"
 cm=${pids[-1]}
 
