@@ -48,12 +48,18 @@ fn birth_last_will_and_clean_offline() {
     let broker = Mosquitto::start().unwrap();
     let mqtt = format!("url = \"{}\"", broker.url());
     let status_topic = "glasswatch/v1/devices/mq1/status";
-    // A subscriber in place before the agent sees the birth as it is sent...
+    // A subscriber in place before the agent sees the birth as it is sent.
+    // The agent may announce itself once before its stream is set up
+    // (streams: []) and again with it: wait for the one that lists it.
     let early = Subscriber::start(&broker, status_topic, None, None).unwrap();
     let mut agent = AgentProcess::start(&config("mq1", "rtsp://127.0.0.1:9/none", &mqtt)).unwrap();
+    let full = |p: &str| {
+        let s = parse::<Status>(p);
+        s.online && !s.streams.is_empty()
+    };
     early
         .wait_for(status_topic, Duration::from_secs(15), |m| {
-            m.iter().any(|(_, p)| parse::<Status>(p).online)
+            m.iter().any(|(_, p)| full(p))
         })
         .unwrap_or_else(|e| panic!("{e:#}\nagent:\n{}", agent.log_tail()));
     drop(early);
@@ -62,7 +68,7 @@ fn birth_last_will_and_clean_offline() {
     let sub = Subscriber::start(&broker, status_topic, None, None).unwrap();
     let got = sub
         .wait_for(status_topic, Duration::from_secs(10), |m| {
-            m.iter().any(|(_, p)| parse::<Status>(p).online)
+            m.iter().any(|(_, p)| full(p))
         })
         .unwrap_or_else(|e| panic!("{e:#}\nagent:\n{}", agent.log_tail()));
     let birth: Status = parse(&got.last().unwrap().1);
