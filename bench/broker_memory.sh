@@ -136,14 +136,14 @@ print(f"collector VmRSS over time: one real agent {w}x{h}@30 x264 -> testkit LL-
 end = {}
 print(f"{'streams':>8}  {'process':<28}{'VmRSS MiB':>10}{'KiB/s (2nd half)':>18}{'matched':>10}")
 for st in steps:
-    pts = [(float(r[1]), [int(x) for x in r[2:5]]) for r in rows if int(r[0]) == st]
+    mine = [r for r in rows if int(r[0]) == st]
+    pts = [(float(r[1]), [int(x) for x in r[2:5]]) for r in mine]
     half = pts[len(pts) // 2:]
-    last = [r for r in rows if int(r[0]) == st][-1]
     for k, name in enumerate(names):
         m = match.get(str(st), ["?", "?"])
         end[(st, k)] = pts[-1][1][k]
         if k < 2:
-            end[(st, k, "sqlite")] = int(last[5 + k])
+            end[(st, k, "sqlite")] = int(mine[-1][5 + k])
         print(f"{st:>8}  {name:<28}{pts[-1][1][k] / 1024:>10.1f}"
               f"{slope([(t, v[k]) for t, v in half]):>18.1f}{m[k] if k < 2 else '':>10}")
 if raw == "1":
