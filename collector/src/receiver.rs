@@ -6,9 +6,13 @@
 //!  GET index.m3u8 ──(redirect: session query)──▶ multivariant? ──▶ media playlist
 //!        │                                                            │
 //!        │  LL-HLS (CAN-BLOCK-RELOAD + parts):                        │  classic:
-//!        │   GET media?_HLS_msn=M&_HLS_part=P  (held by the origin)   │   GET media every reload_ms
-//!        │   GET each new part once → fmp4::frames                    │   GET each new segment once
-//!        │                                                            │   → ts::frames / fmp4::frames
+//!        │   chained (one request at a time):                         │   GET media every reload_ms
+//!        │     GET preload-hinted part (held until complete)          │   GET each new segment once
+//!        │     GET media?_HLS_msn=M&_HLS_part=P (answers at once)     │   → ts::frames / fmp4::frames
+//!        │   unchained (the origin is far, see Chain):                │
+//!        │     GET media?_HLS_msn=M&_HLS_part=P (held by the origin)  │
+//!        │     GET each new part once, beside the next reload         │
+//!        │   → fmp4::frames                                           │
 //!        └──── 401 / 404 / error / ENDLIST: start over at index.m3u8 after a backoff
 //! ```
 //!
@@ -142,9 +146,10 @@ impl Backoff {
     }
 }
 
-/// Most part or segment downloads in flight per stream. Media requests run
-/// concurrently with the next blocking reload so that a slow link (a long
-/// round trip, a delaying proxy) does not make the reader fall behind.
+/// Most part or segment downloads in flight per stream. Unchained, media
+/// requests run concurrently with the next blocking reload so that a slow
+/// link (a long round trip, a delaying proxy) does not make the reader fall
+/// behind.
 const MAX_IN_FLIGHT: usize = 16;
 
 /// Reads `url` until the task is aborted or the hub goes away.
@@ -294,10 +299,17 @@ impl Io {
                 }
             }
         }
+        let done_us = wall_us();
+        // The connection goes back to the pool from a task hyper-util spawns
+        // once it is idle; a request made before that task ran would race a
+        // new connection against it, and a reader that fetches one thing
+        // after another would keep two. Letting that task run first keeps
+        // it on one.
+        tokio::task::yield_now().await;
         Ok(Fetched {
             url: final_url,
             body,
-            done_us: wall_us(),
+            done_us,
         })
     }
 
@@ -326,23 +338,27 @@ impl Io {
 
     /// Downloads one part or segment, reads its frames and reports them (or
     /// the error: a bad part is counted and skipped, the reading goes on).
-    async fn media(self, url: String, container: Container) {
+    /// True when frames were reported.
+    async fn media(&self, url: &str, container: &Container) -> bool {
         self.counts.media.fetch_add(1, Ordering::Relaxed);
-        let result = match self.get(&url).await {
-            Ok(f) => self.frames(&url, &container, f),
+        let result = match self.get(url).await {
+            Ok(f) => self.frames(url, container, f),
             Err(e) => Err(e.to_string()),
         };
         match result {
             Ok((event, damage)) => {
-                if self.send(event).await.is_ok() {
-                    if let Some(d) = damage {
-                        let _ = self.send(Event::Error(d)).await;
-                    }
+                if self.send(event).await.is_err() {
+                    return false;
                 }
+                if let Some(d) = damage {
+                    let _ = self.send(Event::Error(d)).await;
+                }
+                true
             }
             Err(e) => {
                 tracing::debug!(device = self.key.0, stream = self.key.1, "skipped: {e}");
                 let _ = self.send(Event::Error(e)).await;
+                false
             }
         }
     }
@@ -448,7 +464,10 @@ impl Session {
             self.downloads.join_next().await;
         }
         while self.downloads.try_join_next().is_some() {}
-        self.downloads.spawn(self.io.clone().media(url, container));
+        let io = self.io.clone();
+        self.downloads.spawn(async move {
+            io.media(&url, &container).await;
+        });
     }
 
     /// Fetches the init section named by the playlist's `EXT-X-MAP`.
@@ -467,7 +486,9 @@ impl Session {
         Ok(Some((map.uri.clone(), Container::Fmp4(Arc::new(init)))))
     }
 
-    /// LL-HLS: blocking reloads, each new part fetched once.
+    /// LL-HLS: each new part fetched once, on one connection while the
+    /// origin is near (the [`Chain`]), else with blocking reloads and
+    /// concurrent part downloads.
     async fn low_latency(&mut self, mut url: String, mut media: MediaPlaylist) -> Result<(), Stop> {
         let (mut map_uri, mut init) = match self.init(&url, &media).await? {
             Some(x) => x,
@@ -486,19 +507,39 @@ impl Session {
                 uncertainty_us: 0,
             }))
             .await?;
-        // The next part to fetch: the first one not listed yet.
+        // The next part to fetch: the first one not listed yet, and the
+        // origin's name for it (its preload hint), if it gave one.
         let mut cursor = media.next_part();
+        let mut hint = hinted_part(&url, &media);
+        let mut chain = Chain::default();
         loop {
             let started = Instant::now();
+            // Chained: the part at the cursor, held by the origin until it is
+            // complete. The reload below then answers at once.
+            let chained_before = chain.on;
+            let mut hinted_failed = false;
+            let hinted = match hint.take().filter(|_| chain.on) {
+                Some(part_url) => {
+                    let ok = self.io.media(&part_url, &init).await;
+                    if !ok {
+                        hinted_failed = true;
+                    }
+                    ok.then_some(part_url)
+                }
+                None => None,
+            };
             let (u, p) = self
                 .io
                 .playlist(&playlist::blocking_url(&base, cursor.0, Some(cursor.1)))
                 .await?;
-            url = u;
+            // URIs are resolved without this request's `_HLS_*` directives
+            // (resolve() passes the playlist's query on, for sessions), so
+            // that a part has the same URL in every playlist and as a hint.
+            url = strip_directives(&u);
             media = match p {
                 Playlist::Media(m) => m,
                 Playlist::Multivariant(_) => {
-                    return Err(Stop::Failed(format!("{url}: expected a media playlist")))
+                    return Err(Stop::Failed(format!("{u}: expected a media playlist")))
                 }
             };
             if media.map.as_ref().is_some_and(|m| m.uri != map_uri) {
@@ -508,6 +549,7 @@ impl Session {
                     .await?
                     .ok_or_else(|| Stop::Failed(format!("{url}: EXT-X-MAP vanished")))?;
                 cursor = media.next_part();
+                hint = hinted_part(&url, &media);
                 continue;
             }
             let parts = listed_parts(&media);
@@ -523,24 +565,57 @@ impl Session {
                     "LL-HLS cursor reset"
                 );
                 cursor = next;
+                hint = hinted_part(&url, &media);
                 continue;
             }
             let from = cursor;
-            let mut fetched_any = false;
-            let new: Vec<(String, bool)> = parts
+            let new: Vec<String> = parts
                 .into_iter()
-                .filter(|(id, _)| *id >= from)
-                .map(|(_, part)| (playlist::resolve(&url, &part.uri), part.gap))
+                .filter(|(id, part)| *id >= from && !part.gap)
+                .map(|(_, part)| playlist::resolve(&url, &part.uri))
+                .filter(|part_url| hinted.as_ref() != Some(part_url))
                 .collect();
-            for (part_url, gap) in new {
-                if !gap {
+            let fetched_any = hinted.is_some() || !new.is_empty();
+            if hinted.is_some() {
+                // Chained. Parts listed after the hinted one completed before
+                // this reload answered (a late cycle: a loaded machine, or a
+                // far origin). One is fetched next on the same connection;
+                // several are downloaded side by side, as one after another
+                // they would put the reader further behind.
+                let late = !new.is_empty();
+                if new.len() == 1 {
+                    for part_url in new {
+                        self.io.media(&part_url, &init).await;
+                    }
+                } else {
+                    for part_url in new {
+                        self.download(part_url, init.clone()).await;
+                    }
+                }
+                chain.chained_cycle(late);
+            } else {
+                let idle = self.downloads_done();
+                for part_url in new {
                     self.download(part_url, init.clone()).await;
-                    fetched_any = true;
+                }
+                if hinted_failed {
+                    chain.failed();
+                } else if !chain.on {
+                    chain.unchained_cycle(idle);
                 }
             }
             // Everything listed is fetched: ask for the part after the last
             // listed one (after a segment closed, part 0 of the next one).
             cursor = next;
+            hint = hinted_part(&url, &media);
+            if chain.on != chained_before {
+                tracing::debug!(
+                    device = self.io.key.0,
+                    stream = self.io.key.1,
+                    chained = chain.on,
+                    "LL-HLS chain"
+                );
+            }
             if media.ended {
                 return Err(Stop::NotYet(format!("{url}: stream ended")));
             }
@@ -550,6 +625,12 @@ impl Session {
                 tokio::time::sleep(self.io.settings.reload).await;
             }
         }
+    }
+
+    /// Reaps finished downloads; true when none is left in flight.
+    fn downloads_done(&mut self) -> bool {
+        while self.downloads.try_join_next().is_some() {}
+        self.downloads.is_empty()
     }
 
     /// Classic HLS: poll the playlist every `reload`, fetch each new segment once.
@@ -626,6 +707,99 @@ fn listed_parts(media: &MediaPlaylist) -> Vec<((u64, u64), &playlist::Part)> {
     out
 }
 
+/// The URL of the part the origin will deliver next (its `TYPE=PART`
+/// preload hint), when it names a whole resource (a byte-range hint is a
+/// piece of a growing segment: not chained).
+fn hinted_part(url: &str, media: &MediaPlaylist) -> Option<String> {
+    media
+        .preload_hint
+        .as_ref()
+        .filter(|h| h.byterange_start.is_none() && h.byterange_length.is_none())
+        .map(|h| playlist::resolve(url, &h.uri))
+}
+
+/// Whether an LL-HLS reader fetches on one connection, hint after hint.
+///
+/// Chained, each cycle is: GET the preload-hinted part (the origin holds it
+/// until complete, so its last byte arrives half a round trip after the part
+/// closed), then a blocking reload for that part (it exists: answered at
+/// once) that names the next hint. One request at a time, so one connection
+/// per stream, and a part is timed half a round trip sooner than by a
+/// blocking reload followed by a GET. That stays in time while two round
+/// trips fit in a part's duration. A cycle is *late* when the reload lists
+/// parts after the hinted one; those are fetched next, on the same
+/// connection. A loaded machine makes a cycle late now and then; a far
+/// origin (or a delaying proxy) makes most of them late, and then the reader
+/// unchains after [`Chain::LATE`] late cycles out of the last 8: blocking
+/// reloads with the part downloads beside them (two connections or more, but
+/// each part fetched as soon as it is listed). It chains again once its
+/// downloads have all finished before each reload answered for
+/// [`Chain::AGAIN`] cycles in a row (the origin is near again); after a
+/// failed hint, that wait doubles, up to [`Chain::MAX_BACKOFF`] times.
+#[derive(Debug)]
+struct Chain {
+    on: bool,
+    /// Whether each of the last 8 chained cycles was late (bit 0: the last).
+    recent: u8,
+    /// Unchained cycles in a row whose downloads had all finished.
+    quick: u32,
+    /// Hints that could not be fetched in this session.
+    failures: u32,
+}
+
+impl Default for Chain {
+    fn default() -> Chain {
+        Chain {
+            on: true,
+            recent: 0,
+            quick: 0,
+            failures: 0,
+        }
+    }
+}
+
+impl Chain {
+    /// Late cycles out of the last 8 that unchain.
+    const LATE: u32 = 3;
+    /// Quick unchained cycles before chaining again (about 2 s of 60 ms parts).
+    const AGAIN: u32 = 32;
+    const MAX_BACKOFF: u32 = 5;
+
+    fn unchain(&mut self) {
+        self.on = false;
+        self.recent = 0;
+        self.quick = 0;
+    }
+
+    /// One chained cycle; `late`: the reload listed parts after the hinted one.
+    fn chained_cycle(&mut self, late: bool) {
+        self.recent = (self.recent << 1) | u8::from(late);
+        if self.recent.count_ones() >= Chain::LATE {
+            self.unchain();
+        }
+    }
+
+    /// A hinted part could not be fetched.
+    fn failed(&mut self) {
+        self.unchain();
+        self.failures = self.failures.saturating_add(1);
+    }
+
+    /// One cycle without the chain; `idle`: no download was still in flight
+    /// when the reload answered.
+    fn unchained_cycle(&mut self, idle: bool) {
+        self.quick = if idle {
+            self.quick.saturating_add(1)
+        } else {
+            0
+        };
+        if self.quick >= Chain::AGAIN << self.failures.min(Chain::MAX_BACKOFF) {
+            self.on = true;
+            self.quick = 0;
+        }
+    }
+}
+
 /// A playlist URL without `_HLS_msn`/`_HLS_part`/`_HLS_skip` (the base for the next request).
 fn strip_directives(url: &str) -> String {
     let (path, query) = match url.split_once('?') {
@@ -693,6 +867,78 @@ mod tests {
             ]
         );
         assert_eq!(m.next_part(), (8, 1));
+    }
+
+    #[test]
+    fn only_whole_part_hints_are_chained() {
+        let head = "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-PART-INF:PART-TARGET=0.2\n\
+            #EXT-X-MEDIA-SEQUENCE:7\n#EXT-X-PART:DURATION=0.2,URI=\"p0.mp4\",INDEPENDENT=YES\n";
+        let media = |tail: &str| match playlist::parse(&format!("{head}{tail}")) {
+            Ok(Playlist::Media(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        let url = "http://h/cam/stream.m3u8?session=s&_HLS_msn=7&_HLS_part=0";
+        assert_eq!(
+            hinted_part(
+                url,
+                &media("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p1.mp4?session=s\"\n")
+            )
+            .as_deref(),
+            Some("http://h/cam/p1.mp4?session=s")
+        );
+        assert_eq!(hinted_part(url, &media("")), None);
+        assert_eq!(
+            hinted_part(
+                url,
+                &media("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"s7.mp4\",BYTERANGE-START=100\n")
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn the_chain_holds_through_a_late_cycle_and_comes_back_once_the_origin_is_near_again() {
+        let mut chain = Chain::default();
+        assert!(chain.on);
+        // A late cycle now and then (a loaded machine) keeps the chain.
+        for i in 0..64 {
+            chain.chained_cycle(i % 4 == 0);
+            assert!(chain.on, "cycle {i}");
+        }
+        // Most cycles late (a far origin): unchained at the third of eight.
+        chain.chained_cycle(true);
+        chain.chained_cycle(false);
+        assert!(chain.on);
+        chain.chained_cycle(true);
+        assert!(!chain.on);
+        // A download still in flight when a reload answered starts the count over.
+        for _ in 0..Chain::AGAIN - 1 {
+            chain.unchained_cycle(true);
+        }
+        chain.unchained_cycle(false);
+        assert!(!chain.on);
+        for _ in 0..Chain::AGAIN {
+            chain.unchained_cycle(true);
+        }
+        assert!(chain.on);
+        // Each failed hint unchains at once and doubles the wait, to a cap.
+        let cycles = |chain: &mut Chain| {
+            (1..)
+                .find(|_| {
+                    chain.unchained_cycle(true);
+                    chain.on
+                })
+                .unwrap_or(0)
+        };
+        chain.failed();
+        assert!(!chain.on);
+        assert_eq!(cycles(&mut chain), Chain::AGAIN * 2);
+        chain.failed();
+        assert_eq!(cycles(&mut chain), Chain::AGAIN * 4);
+        for _ in 0..10 {
+            chain.failed();
+        }
+        assert_eq!(cycles(&mut chain), Chain::AGAIN << Chain::MAX_BACKOFF);
     }
 
     #[test]

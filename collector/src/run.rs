@@ -239,7 +239,8 @@ pub async fn run(
         // one origin open 385 connections a second (heaptrack: 84,106 in
         // 218 s), each a handshake and fresh buffers. Unused ones close
         // after the idle timeout, so the pool follows what the streams use
-        // at once (a blocking reload and a part download each). Measured
+        // at once (one per LL-HLS stream while it is chained, see receiver::Chain;
+        // more for a far origin). Measured
         // (bench/collector_memory.sh 50, same session): VmRSS per stream
         // 251 KiB bounded, 259 unbounded (more heap held, less of it left
         // fragmented); CPU per stream 0.40 % of a core bounded, 0.28 %

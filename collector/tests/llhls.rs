@@ -72,10 +72,29 @@ fn llhls_blocks_on_reloads_and_times_each_part() {
     if !require_mqtt_stack() {
         return;
     }
-    let (_origin, collector, _agent) = chain("ll1", OriginOptions::llhls_like_fixture(), "");
+    let (origin, collector, _agent) = chain("ll1", OriginOptions::llhls_like_fixture(), "");
     let s = collector
         .collect_summaries("ll1", "cam0", Duration::from_secs(40), |s| measured(s) >= 8)
         .unwrap();
+    // Product: a reader near its origin fetches hint after hint, one
+    // request at a time, so it holds one connection (not one for the
+    // blocking reload and one for the part). Machine: a loaded machine can
+    // make a cycle late and the reader unchain for a few seconds, so this
+    // waits for a 3-s span with one connection rather than asserting each.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    loop {
+        let n = origin.hls_connections(Duration::from_secs(3)).unwrap();
+        seen.push(n);
+        if n == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connections to the origin in 3-s spans: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     // The steady state: past the start-up windows.
     let good: Vec<&Latency> = s
         .iter()

@@ -21,7 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context as _};
+use anyhow::{bail, ensure, Context as _};
 
 use crate::{
     bins::try_bin_path,
@@ -330,6 +330,23 @@ impl RtspOrigin {
             self.peer.log_path().display(),
             self.peer.log_tail()
         )
+    }
+
+    /// How many client connections made an HTTP request to the LL-HLS
+    /// origin (`--format llhls`) within the last `within`: distinct client
+    /// address and port, as the origin saw them.
+    pub fn hls_connections(&self, within: Duration) -> anyhow::Result<usize> {
+        let url = format!(
+            "http://127.0.0.1:{}/_testkit/connections?within_ms={}",
+            self.http_port,
+            within.as_millis()
+        );
+        let r = crate::http::get(&url, Duration::from_secs(5))?;
+        ensure!(r.status == 200, "{url}: {} {}", r.status, r.text());
+        r.text()
+            .trim()
+            .parse()
+            .with_context(|| format!("{url}: not a count: {}", r.text()))
     }
 
     /// The directory holding `path`'s playlist and segments.

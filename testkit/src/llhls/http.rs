@@ -21,6 +21,7 @@
 //! | a held request when the publisher leaves | 500 |
 //! | `/_testkit/held` (not MediaMTX's) | the number of requests held now, as text |
 //! | `/_testkit/sessions` (not MediaMTX's) | the number of live reader sessions, as text |
+//! | `/_testkit/connections?within_ms=N` (not MediaMTX's) | how many client connections (distinct client address and port) made a request in the last N ms, as text |
 //!
 //! **Sessions mode** (MediaMTX ≥ 1.18, `internal/servers/hls`): `index.m3u8`
 //! without `cookieCheck=1` answers `302 Found` to itself with `cookieCheck=1`
@@ -141,7 +142,14 @@ pub struct LlHlsServer {
     config: MuxerConfig,
     paths: HashMap<String, Mutex<Option<Arc<Live>>>>,
     session_idle: Option<Duration>,
+    /// When each client connection last made a request (tests count a
+    /// reader's connections through `/_testkit/connections`); entries idle
+    /// for [`CONNECTION_MEMORY`] are forgotten.
+    connections: Mutex<HashMap<SocketAddr, Instant>>,
 }
+
+/// How long `/_testkit/connections` remembers a connection.
+const CONNECTION_MEMORY: Duration = Duration::from_secs(60);
 
 impl LlHlsServer {
     /// A server for `paths`; `session_idle` enables sessions mode with that
@@ -154,6 +162,7 @@ impl LlHlsServer {
                 .map(|p| (p.clone(), Mutex::new(None)))
                 .collect(),
             session_idle,
+            connections: Mutex::new(HashMap::new()),
         })
     }
 
@@ -399,7 +408,27 @@ async fn handle(
                 .to_string()
                 .into_response()
         }
-        _ => {}
+        "_testkit/connections" => {
+            let within = parse_query(uri.query().unwrap_or(""))
+                .unwrap_or_default()
+                .into_iter()
+                .find(|(k, _)| k == "within_ms")
+                .and_then(|(_, v)| v.parse::<u64>().ok())
+                .map_or(CONNECTION_MEMORY, Duration::from_millis);
+            let now = Instant::now();
+            return lock(&server.connections)
+                .values()
+                .filter(|t| now.duration_since(**t) <= within)
+                .count()
+                .to_string()
+                .into_response();
+        }
+        _ => {
+            let now = Instant::now();
+            let mut connections = lock(&server.connections);
+            connections.retain(|_, t| now.duration_since(*t) < CONNECTION_MEMORY);
+            connections.insert(peer, now);
+        }
     }
     let is_file = [".m3u8", ".ts", ".mp4", ".mp"]
         .iter()
