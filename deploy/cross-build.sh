@@ -3,7 +3,7 @@
 # without Docker.
 #
 #   deploy/cross-build.sh aarch64|armv7 [--package glasswatch-agent|glasswatch-collector]
-#                         [--profile release|dev] [--sysroot-only]
+#                         [--profile release|dev|cross-check] [--sysroot-only]
 #
 # Pi 3/4/5 with a 64-bit OS: aarch64 (aarch64-unknown-linux-gnu, Debian arm64).
 # Pi 2/3/4 with a 32-bit OS: armv7 (armv7-unknown-linux-gnueabihf, Debian armhf).
@@ -23,7 +23,10 @@
 #  4. `cargo build --target <triple> -p glasswatch-agent` with pkg-config,
 #     bindgen (the v4l crate) and the linker pointed at the sysroot.
 #
-# The binary lands in target/<triple>/<profile>/glasswatch-agent. Try it
+# The binary lands in target/<triple>/<profile>/glasswatch-agent (dev:
+# target/<triple>/debug). `--profile cross-check` (Cargo.toml: no debug info,
+# nothing optimised) only proves that the build links and starts, in a third
+# of the dev profile's time; the tests use it. Try it
 # without a Pi (qemu-user, no binfmt needed):
 #   GST_REGISTRY_FORK=no qemu-aarch64 -L target/sysroot/arm64 \
 #     target/aarch64-unknown-linux-gnu/release/glasswatch-agent --version
@@ -33,7 +36,7 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 
-usage() { echo "usage: $0 aarch64|armv7 [--package glasswatch-agent|glasswatch-collector] [--profile release|dev] [--sysroot-only]" >&2; exit 2; }
+usage() { echo "usage: $0 aarch64|armv7 [--package glasswatch-agent|glasswatch-collector] [--profile release|dev|cross-check] [--sysroot-only]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 case "$1" in
   aarch64|arm64) triple=aarch64-unknown-linux-gnu; debarch=arm64; gnu=aarch64-linux-gnu ;;
