@@ -28,9 +28,9 @@
 //! quantile agrees with the exact nearest-rank percentile of the same values
 //! within ±0.995 % relative, which is documented and tested as ±1 %
 //! ([`MAX_RELATIVE_ERROR`]). Clamping into `[min, max]` only moves the answer
-//! towards the exact value. When the value of the chosen rank is below
-//! 0.1 ms, the answer is the minimum of all the values; when it is above
-//! 1 000 000 ms, the answer is the maximum.
+//! towards the exact value. When the value of any other rank than the first
+//! and the last is below 0.1 ms, the answer is the minimum of all the
+//! values; when it is above 1 000 000 ms, the answer is the maximum.
 //!
 //! Merging is exact: bucket counts add, and the count, minimum and maximum
 //! combine exactly, so the quantiles of a minute made by merging its 60
@@ -1240,10 +1240,19 @@ mod tests {
             let histogram: Histogram = values.iter().copied().collect();
             let sorted = sorted(&values);
             let (min, max) = (sorted[0], sorted[sorted.len() - 1]);
+            let n = sorted.len();
             for p in percentiles() {
                 let exact = exact_percentile(&sorted, p);
                 let estimate = histogram.quantile(p / 100.0).unwrap();
-                if exact < MIN_MS {
+                // The first and the last rank are the exact extremes, which
+                // comes before the underflow and overflow rules: of
+                // [-2.4, 0.0], p50 is -2.4 and p99 is 0.0, both exact.
+                let rank = ((p / 100.0 * n as f64).ceil() as usize).clamp(1, n);
+                if rank == 1 {
+                    prop_assert_eq!(estimate, min);
+                } else if rank == n {
+                    prop_assert_eq!(estimate, max);
+                } else if exact < MIN_MS {
                     prop_assert_eq!(estimate, min);
                 } else if exact > MAX_MS {
                     prop_assert_eq!(estimate, max);
