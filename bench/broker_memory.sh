@@ -20,7 +20,7 @@
 # stores fill: records are kept 30 s). Per stream: (VmRSS at the end of step
 # 2 - at the end of step 1) / N, with the share of it that was SQLite's
 # page cache filling up (glasswatch_sqlite_memory_bytes from /metrics: a
-# fixed bound per connection, storage.sqlite_cache_kib, that a longer run
+# fixed bound for all connections together, storage.sqlite_cache_kib, that a longer run
 # reaches whatever the number of streams). Target: <= 256 KiB per stream,
 # and flat.
 # STORAGE=none runs both collectors without history (default: SQLite, each
@@ -40,7 +40,7 @@ cargo build --release --locked -p glasswatch-collector --bins >/dev/null
 # VmRSS of a process, in KiB.
 rss() { awk '$1 == "VmRSS:" {print $2}' "/proc/$1/status"; }
 # What SQLite holds in a collector (its page caches: bounded per connection
-# by storage.sqlite_cache_kib, not per stream), in KiB, from /metrics.
+# by storage.sqlite_cache_kib for all connections, not per stream), in KiB, from /metrics.
 sqlite_kib() {
   curl -sf "http://127.0.0.1:$1/metrics" |
     awk '$1 == "glasswatch_sqlite_memory_bytes" {printf "%d\n", $2 / 1024; found = 1} END {if (!found) print 0}'
@@ -155,7 +155,7 @@ if len(steps) > 1:
         sq = (end[(b, k, "sqlite")] - end[(a, k, "sqlite")]) / (b - a)
         print(f"per additional stream, {a} -> {b}, {name}: {(end[(b, k)] - end[(a, k)]) / (b - a):.0f} KiB VmRSS, "
               f"of which SQLite's page cache {sq:.0f} KiB (it reached {end[(b, k, 'sqlite')]} KiB, bounded by "
-              f"storage.sqlite_cache_kib per connection, not by streams)")
+              f"storage.sqlite_cache_kib, not by streams)")
     print(f"mosquitto itself: {(end[(b, 2)] - end[(a, 2)]) / (b - a):.1f} KiB per stream")
     per = (end[(b, 0)] - end[(a, 0)]) / (b - a)
     print(f"target: <= 256 KiB per stream with the default broker; measured {per:.0f} KiB "

@@ -390,7 +390,7 @@ pub fn render(snap: &Snapshot, health: &Health, storage: &StorageStatus) -> Stri
         &mut out,
         name,
         "gauge",
-        "Memory SQLite holds (page caches, statements; bounded by storage.sqlite_cache_kib per connection).",
+        "Memory SQLite holds (page caches, statements; bounded by storage.sqlite_cache_kib, all connections together).",
     );
     let _ = writeln!(out, "{name} {}", crate::store::sqlite::memory_used());
     if let Some(b) = health.broker.get() {

@@ -26,9 +26,25 @@ use super::{migrate, sql, FleetEntry, StoreError, Table};
 const BUSY_TIMEOUT: Duration = Duration::from_millis(2_000);
 /// Most idle read connections kept.
 const READERS: usize = 4;
-/// Page cache per connection by default, KiB (SQLite's own default is
-/// about 2,000 KiB): what `[storage] sqlite_cache_kib` leaves out.
+/// Page cache of all connections together by default, KiB (SQLite's own
+/// default is about 2,000 KiB per connection): what `[storage]
+/// sqlite_cache_kib` leaves out.
 pub const DEFAULT_CACHE_KIB: u32 = 2048;
+/// Smallest page cache a connection gets, KiB (a few pages).
+const MIN_CONNECTION_CACHE_KIB: u32 = 16;
+
+/// Splits the page cache budget between the connections: half to the
+/// writer (it walks the tails of the tables and indexes every batch
+/// appends to), the other half shared by the [`READERS`] kept readers.
+/// Each cache fills up to its bound and stays there, so what SQLite holds
+/// levels off at about `total_kib` whatever the number of streams; a bound
+/// per connection (five of them) let it climb for an hour (the soak's
+/// whole slope).
+fn split_cache(total_kib: u32) -> (u32, u32) {
+    let writer = (total_kib / 2).max(MIN_CONNECTION_CACHE_KIB);
+    let reader = (total_kib / 2 / READERS as u32).max(MIN_CONNECTION_CACHE_KIB);
+    (writer, reader)
+}
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -54,7 +70,8 @@ enum Command {
 #[derive(Debug)]
 pub struct Sqlite {
     path: PathBuf,
-    cache_kib: u32,
+    /// Page cache of each read connection, KiB.
+    reader_cache_kib: u32,
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
 }
@@ -206,12 +223,13 @@ impl Sqlite {
         Sqlite::open_with(path, upto, DEFAULT_CACHE_KIB).await
     }
 
-    /// Opens, migrating up to version `upto`, each connection's page cache
-    /// bounded to `cache_kib`.
+    /// Opens, migrating up to version `upto`, the page caches of all
+    /// connections together bounded to about `cache_kib` (see [`split_cache`]).
     pub async fn open_with(path: &Path, upto: i64, cache_kib: u32) -> Result<Sqlite, StoreError> {
+        let (writer_cache_kib, reader_cache_kib) = split_cache(cache_kib);
         let p = path.to_owned();
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
-            let mut conn = open_rw(&p, cache_kib)?;
+            let mut conn = open_rw(&p, writer_cache_kib)?;
             migrate_to(&mut conn, upto)?;
             Ok(conn)
         })
@@ -224,14 +242,14 @@ impl Sqlite {
         let thread_path = path.to_owned();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_thread(thread_path, cache_kib, conn, rx))
+            .spawn(move || writer_thread(thread_path, writer_cache_kib, conn, rx))
             .map_err(|e| StoreError::Open {
                 path: path.to_owned(),
                 message: format!("cannot start the writer thread: {e}"),
             })?;
         Ok(Sqlite {
             path: path.to_owned(),
-            cache_kib,
+            reader_cache_kib,
             commands: Mutex::new(Some(tx)),
             readers: Arc::new(Mutex::new(Vec::new())),
         })
@@ -254,7 +272,7 @@ impl Sqlite {
     ) -> Result<T, StoreError> {
         let readers = self.readers.clone();
         let path = self.path.clone();
-        let cache_kib = self.cache_kib;
+        let cache_kib = self.reader_cache_kib;
         tokio::task::spawn_blocking(move || {
             let pooled = readers.lock().unwrap_or_else(PoisonError::into_inner).pop();
             let conn = match pooled {
@@ -817,5 +835,31 @@ mod tests {
         assert_eq!(cache(&open_ro(&path, 4096).unwrap()), -4096);
         // SQLite's own count of what it holds moves with what is open.
         assert!(memory_used() > 0);
+    }
+
+    #[test]
+    fn the_cache_budget_is_shared_by_the_writer_and_the_readers() {
+        assert_eq!(split_cache(2048), (1024, 256));
+        // The smallest budget config accepts still leaves each a few pages.
+        assert_eq!(split_cache(64), (32, 16));
+        let (w, r) = split_cache(1_048_576);
+        assert!(w + r * READERS as u32 <= 1_048_576);
+    }
+
+    #[tokio::test]
+    async fn an_open_database_gives_each_connection_its_share() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Sqlite::open_with(&dir.path().join("s.db"), migrate::latest(), 2048)
+            .await
+            .unwrap();
+        let reader = db
+            .read(|c| {
+                c.pragma_query_value(None, "cache_size", |r| r.get::<_, i64>(0))
+                    .map_err(err("reading cache_size"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(reader, -256);
+        db.close().await;
     }
 }
