@@ -65,17 +65,20 @@ proc_figures() {
   fi
 }
 # A collector's counters from /metrics, summed over streams: frames seen,
-# frames dropped, HLS errors, storage queue, storage drops, broker drops.
+# frames dropped, HLS errors, storage queue, storage drops, broker drops,
+# and where its memory is (KiB): heap in use, free heap the allocator keeps,
+# SQLite's own.
 counters() {
   local m
-  m=$(curl -sf --max-time 5 "http://127.0.0.1:$1/metrics") || { echo "nan nan nan nan nan nan"; return; }
+  m=$(curl -sf --max-time 5 "http://127.0.0.1:$1/metrics") || { echo "nan nan nan nan nan nan nan nan nan"; return; }
   awk '
     /^#/ {next}
     {split($1, n, "{"); v[n[1]] += $2}
-    END {printf "%d %d %d %d %d %d\n", v["glasswatch_frames_seen_total"], v["glasswatch_frames_dropped_total"],
+    END {printf "%d %d %d %d %d %d %d %d %d\n", v["glasswatch_frames_seen_total"], v["glasswatch_frames_dropped_total"],
       v["glasswatch_hls_errors_total"], v["glasswatch_storage_queue_batches"],
       v["glasswatch_storage_dropped_seconds_total"] + v["glasswatch_storage_dropped_frames_total"],
-      v["glasswatch_broker_dropped_total"]}' <<< "$m"
+      v["glasswatch_broker_dropped_total"], v["glasswatch_heap_in_use_bytes"] / 1024,
+      v["glasswatch_heap_free_held_bytes"] / 1024, v["glasswatch_sqlite_memory_bytes"] / 1024}' <<< "$m"
 }
 # The real agent's report backlog and records dropped, from its last stats.
 agent_backlog() {
@@ -132,7 +135,7 @@ wait_line "$work/fanout.log" '^READY'
 
 echo "soak: $n streams for $duration s (warm-up $warmup s), sampled every $every s, faults $([ "$faults" = 1 ] && echo on || echo off); CSV: $out" >&2
 echo "t_s,proc,rss_kib,anon_kib,fds,threads" > "$out.procs"
-echo "t_s,collector,frames_seen,frames_dropped,hls_errors,storage_queue,storage_dropped,broker_dropped" > "$out.counters"
+echo "t_s,collector,frames_seen,frames_dropped,hls_errors,storage_queue,storage_dropped,broker_dropped,heap_kib,heap_free_kib,sqlite_kib" > "$out.counters"
 echo "t_s,report_backlog,records_dropped" > "$out.agent"
 t0=$(date +%s)
 origin_down=0; mosq_down=0; silent=0; dumped=0
@@ -194,7 +197,8 @@ times = sorted({int(r["t_s"]) for r in procs})
 by = {(int(r["t_s"]), r["proc"]): r for r in procs}
 cby = {(int(r["t_s"]), r["collector"]): r for r in counters}
 agent = {int(r["t_s"]): r for r in csv.DictReader(open(out + ".agent"))}
-ckeys = ["frames_seen", "frames_dropped", "hls_errors", "storage_queue", "storage_dropped", "broker_dropped"]
+ckeys = ["frames_seen", "frames_dropped", "hls_errors", "storage_queue", "storage_dropped", "broker_dropped",
+         "heap_kib", "heap_free_kib", "sqlite_kib"]
 with open(out, "w", newline="") as f:
     wr = csv.writer(f)
     wr.writerow(["t_s"] + [f"{p}.{k}" for p in names for k in keys]
@@ -246,6 +250,13 @@ for c in ("embedded", "mosquitto"):
           f"{d['frames_dropped']:.0f}, HLS errors {d['hls_errors']:.0f}, storage dropped "
           f"{d['storage_dropped']:.0f}, broker dropped {d['broker_dropped']:.0f}, storage queue at the end "
           f"{num(last.get('storage_queue', 'nan')):.0f}")
+for c in ("embedded", "mosquitto"):
+    parts = []
+    for k, label in (("heap_kib", "heap in use"), ("heap_free_kib", "free heap kept"), ("sqlite_kib", "SQLite")):
+        s = slope([(t, num(cby[(t, c)][k])) for t in after if (t, c) in cby])
+        parts.append(f"{label} {num(cby.get((t_a, c), {}).get(k, 'nan')):.0f} -> "
+                     f"{num(cby.get((t_end, c), {}).get(k, 'nan')):.0f} KiB ({s:.2f} KiB/s)")
+    print(f"collector ({c} broker), where its memory is: " + ", ".join(parts))
 backlog = [num(agent[t]["report_backlog"]) for t in after if t in agent]
 backlog = [b for b in backlog if not math.isnan(b)]
 rd = [num(agent[t]["records_dropped"]) for t in after if t in agent]
