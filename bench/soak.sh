@@ -22,7 +22,8 @@
 # broker drops). After WARMUP_S (300, or a fifth of a shorter run) it prints
 # each figure's least-squares slope and a table at the start of the measured
 # part, 10 min later and at the end; the samples go to a CSV (OUT, default
-# target/soak/soak-<time>.csv) ready to plot. Targets: memory slope <= 1 KiB/s
+# target/soak/soak-<time>.csv) ready to plot, the collectors' and origin's
+# logs in <csv>.logs/. Targets: memory slope <= 1 KiB/s
 # per process after warm-up, descriptors and threads constant, no frame
 # dropped.
 #
@@ -173,6 +174,10 @@ if [ "$silent" = 1 ]; then kill -USR1 "$fanout"; fi
 
 # The agent's live GStreamer objects at the end, against the warm-up's.
 gst_live "$work/gst-end"
+# The collectors', origin's and relay's logs stay beside the CSV (the work
+# dir goes): a frame dropped or a step in memory is read off them.
+mkdir -p "$out.logs"
+cp "$work/embedded.log" "$work/mosquitto.log" "$work/origin.log" "$work/fanout.log" "$out.logs/" 2>/dev/null || true
 kill -TERM "$agent"
 for _ in $(seq 1 150); do kill -0 "$agent" 2>/dev/null || break; sleep 0.1; done
 
