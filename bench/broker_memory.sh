@@ -20,8 +20,8 @@
 # stores fill: records are kept 30 s). Per stream: (VmRSS at the end of step
 # 2 - at the end of step 1) / N, with the share of it that was SQLite's
 # page cache filling up (glasswatch_sqlite_memory_bytes from /metrics: a
-# fixed bound for all connections together, storage.sqlite_cache_kib, that a longer run
-# reaches whatever the number of streams). Target: <= 256 KiB per stream,
+# fixed bound for all connections together, storage.sqlite_cache_kib, that a
+# longer run reaches whatever the number of streams). Target: <= 256 KiB per stream,
 # and flat.
 # STORAGE=none runs both collectors without history (default: SQLite, each
 # its own file, as a user runs it). RAW=1 also prints every sample.
@@ -39,8 +39,9 @@ cargo build --release --locked -p glasswatch-collector --bins >/dev/null
 
 # VmRSS of a process, in KiB.
 rss() { awk '$1 == "VmRSS:" {print $2}' "/proc/$1/status"; }
-# What SQLite holds in a collector (its page caches: bounded per connection
-# by storage.sqlite_cache_kib for all connections, not per stream), in KiB, from /metrics.
+# What SQLite holds in a collector (its page caches: bounded by
+# storage.sqlite_cache_kib for all connections together, not per stream), in
+# KiB, from /metrics.
 sqlite_kib() {
   curl -sf "http://127.0.0.1:$1/metrics" |
     awk '$1 == "glasswatch_sqlite_memory_bytes" {printf "%d\n", $2 / 1024; found = 1} END {if (!found) print 0}'

@@ -107,7 +107,7 @@ start_origin() {
   wait_port "$rtsp"
 }
 start_mosquitto() {
-  mosquitto -c "$work/mosquitto.conf" >> "$work/mosquitto.log" 2>&1 & mosq=$!; pids+=("$mosq")
+  mosquitto -c "$work/mosquitto.conf" >> "$work/broker.log" 2>&1 & mosq=$!; pids+=("$mosq")
   wait_port "$mqm"
 }
 start_origin
@@ -174,10 +174,10 @@ if [ "$silent" = 1 ]; then kill -USR1 "$fanout"; fi
 
 # The agent's live GStreamer objects at the end, against the warm-up's.
 gst_live "$work/gst-end"
-# The collectors', origin's and relay's logs stay beside the CSV (the work
+# The collectors', origin's, relay's and mosquitto's logs stay beside the CSV (the work
 # dir goes): a frame dropped or a step in memory is read off them.
 mkdir -p "$out.logs"
-cp "$work/embedded.log" "$work/mosquitto.log" "$work/origin.log" "$work/fanout.log" "$out.logs/" 2>/dev/null || true
+cp "$work/embedded.log" "$work/mosquitto.log" "$work/origin.log" "$work/fanout.log" "$work/broker.log" "$out.logs/" 2>/dev/null || true
 kill -TERM "$agent"
 for _ in $(seq 1 150); do kill -0 "$agent" 2>/dev/null || break; sleep 0.1; done
 
