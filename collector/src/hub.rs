@@ -677,7 +677,7 @@ impl Hub {
             let Some(st) = self.streams.get_mut(&key) else {
                 continue;
             };
-            settle(st, now_us, wait);
+            settle(&key, st, now_us, wait);
             st.records.evict(now_us);
             if st.receiving.is_none() {
                 st.window_start_us = now_us;
@@ -876,27 +876,47 @@ fn match_frame(
 
 /// Counts what the wait has settled: frames no record matched, records no
 /// frame matched, seq gaps no record explains.
-fn settle(st: &mut StreamState, now_us: i64, wait_us: i64) {
+fn settle(key: &StreamKey, st: &mut StreamState, now_us: i64, wait_us: i64) {
     while st.pending.front().is_some_and(|p| p.deadline_us <= now_us) {
         st.pending.pop_front();
         st.unmatched += 1;
     }
     let cutoff = now_us.saturating_sub(wait_us);
     let first = st.first_seen;
-    let mut dropped = 0;
+    let (mut unseen, mut gaps) = (0u64, 0u64);
+    let mut seqs: Option<(u64, u64)> = None;
+    let mut note = |seq: u64| {
+        seqs = Some(seqs.map_or((seq, seq), |(lo, hi)| (lo.min(seq), hi.max(seq))));
+    };
     for r in st.records.settle(cutoff) {
         let looked_for = first.is_some_and(|(session, seq)| r.session == session && r.seq > seq);
         if !r.seen() && looked_for {
-            dropped += 1;
+            unseen += 1;
+            note(r.seq);
         }
     }
     while st.gaps.front().is_some_and(|(at, _)| *at <= cutoff) {
         if let Some((_, seq)) = st.gaps.pop_front() {
             // A gap with a record is counted by the record; without one, here.
             if !st.records.has_seq(seq) {
-                dropped += 1;
+                gaps += 1;
+                note(seq);
             }
         }
+    }
+    let dropped = unseen + gaps;
+    if let Some((lo, hi)) = seqs {
+        // Rare and worth reading later: which frames, and which kind of loss
+        // (a record HLS never delivered, or a seq HLS skipped with no record).
+        tracing::warn!(
+            device = key.0,
+            stream = key.1,
+            first_seq = lo,
+            last_seq = hi,
+            reported_not_seen = unseen,
+            seq_gaps = gaps,
+            "frames dropped"
+        );
     }
     st.dropped += dropped;
     st.dropped_total += dropped;

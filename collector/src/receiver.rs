@@ -556,13 +556,16 @@ impl Session {
             let first = parts.first().map(|(id, _)| *id);
             let next = media.next_part();
             if first.is_some_and(|f| cursor < f) || cursor > next {
-                // Fell behind the window, or the numbering went back: live edge.
-                tracing::debug!(
+                // Fell behind the window, or the numbering went back: live
+                // edge. Falling behind skips parts (their frames will count
+                // as dropped), so it is logged where an operator sees it.
+                tracing::warn!(
                     device = self.io.key.0,
                     stream = self.io.key.1,
                     ?cursor,
+                    ?first,
                     ?next,
-                    "LL-HLS cursor reset"
+                    "LL-HLS reader off the playlist's window; jumping to the live edge"
                 );
                 cursor = next;
                 hint = hinted_part(&url, &media);
