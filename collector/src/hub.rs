@@ -93,6 +93,9 @@ struct StreamState {
     seen_total: u64,
     errors_total: u64,
     dropped_total: u64,
+    /// The last settle counted drops: a loss that goes on (HLS away while
+    /// records arrive) logs its start at warn and the rest at debug.
+    dropping: bool,
     /// Every matched frame's glass-to-HLS, for Prometheus.
     g2h_hist: crate::metrics::PromHist,
     /// Viewer latency of the frames dashboard viewers were shown.
@@ -137,6 +140,7 @@ impl StreamState {
             seen_total: 0,
             errors_total: 0,
             dropped_total: 0,
+            dropping: false,
             g2h_hist: crate::metrics::PromHist::default(),
             viewer_hist: crate::metrics::PromHist::default(),
             last_hls_seq: None,
@@ -908,16 +912,27 @@ fn settle(key: &StreamKey, st: &mut StreamState, now_us: i64, wait_us: i64) {
     if let Some((lo, hi)) = seqs {
         // Rare and worth reading later: which frames, and which kind of loss
         // (a record HLS never delivered, or a seq HLS skipped with no record).
-        tracing::warn!(
-            device = key.0,
-            stream = key.1,
-            first_seq = lo,
-            last_seq = hi,
-            reported_not_seen = unseen,
-            seq_gaps = gaps,
-            "frames dropped"
-        );
+        // The first second of a loss at warn, the seconds it goes on at debug.
+        macro_rules! log_drop {
+            ($level:ident) => {
+                tracing::$level!(
+                    device = key.0,
+                    stream = key.1,
+                    first_seq = lo,
+                    last_seq = hi,
+                    reported_not_seen = unseen,
+                    seq_gaps = gaps,
+                    "frames dropped"
+                )
+            };
+        }
+        if st.dropping {
+            log_drop!(debug);
+        } else {
+            log_drop!(warn);
+        }
     }
+    st.dropping = dropped > 0;
     st.dropped += dropped;
     st.dropped_total += dropped;
 }
