@@ -21,8 +21,8 @@
 # 2 - at the end of step 1) / N, with the share of it that was SQLite's
 # page cache filling up (glasswatch_sqlite_memory_bytes from /metrics: a
 # fixed bound for all connections together, storage.sqlite_cache_kib, that a
-# longer run reaches whatever the number of streams). Target: <= 256 KiB per stream,
-# and flat.
+# longer run reaches whatever the number of streams). Target: <= 256 KiB per
+# stream, and flat.
 # STORAGE=none runs both collectors without history (default: SQLite, each
 # its own file, as a user runs it). RAW=1 also prints every sample.
 # HEAPTRACK=DIR runs the embedded-broker collector under heaptrack, whose

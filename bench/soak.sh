@@ -23,9 +23,8 @@
 # each figure's least-squares slope and a table at the start of the measured
 # part, 10 min later and at the end; the samples go to a CSV (OUT, default
 # target/soak/soak-<time>.csv) ready to plot, the collectors' and origin's
-# logs in <csv>.logs/. Targets: memory slope <= 1 KiB/s
-# per process after warm-up, descriptors and threads constant, no frame
-# dropped.
+# logs in <csv>.logs/. Targets: memory slope <= 1 KiB/s per process after
+# warm-up, descriptors and threads constant, no frame dropped.
 #
 # FAULTS=1: the origin restarts every 5 min, mosquitto every 7 min, and sim0
 # goes silent for a minute every 6 min (no Last Will: fanout.py stops
@@ -174,8 +173,9 @@ if [ "$silent" = 1 ]; then kill -USR1 "$fanout"; fi
 
 # The agent's live GStreamer objects at the end, against the warm-up's.
 gst_live "$work/gst-end"
-# The collectors', origin's, relay's and mosquitto's logs stay beside the CSV (the work
-# dir goes): a frame dropped or a step in memory is read off them.
+# The collectors', origin's, relay's and mosquitto's logs stay beside the
+# CSV (the work dir goes): a frame dropped or a step in memory is read off
+# them.
 mkdir -p "$out.logs"
 cp "$work/embedded.log" "$work/mosquitto.log" "$work/origin.log" "$work/fanout.log" "$work/broker.log" "$out.logs/" 2>/dev/null || true
 kill -TERM "$agent"
